@@ -1,0 +1,111 @@
+"""Shared CLI plumbing: options, error handling, progress, output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from reidctl.errors import InputError, ReidctlError
+
+DEFAULT_URI = "./reidctl.db"
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+UriOpt = Annotated[str, typer.Option(
+    "--uri", envvar="REIDCTL_URI",
+    help="Milvus Lite file (default ./reidctl.db) or server URI, e.g. http://127.0.0.1:19530.")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="REIDCTL_TOKEN", help="Server token or user:password.", show_default=False)]
+CollectionOpt = Annotated[str, typer.Option(
+    "--collection", "-c", envvar="REIDCTL_COLLECTION",
+    help="Collection pair name: <name>_global and <name>_local.")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", envvar="REIDCTL_MODEL",
+    help="osnet_x0_25 (zero-shot weights), googlenet, or a reidctl checkpoint path.")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", envvar="REIDCTL_DEVICE", help="auto (CUDA when present), cpu or cuda.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Prints a one-line error on stderr and returns the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Turns library errors into one-line messages and documented exit codes."""
+    try:
+        yield
+    except ReidctlError as e:
+        raise fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - last resort: never a traceback for users
+        if os.environ.get("REIDCTL_DEBUG"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise fail(f"unexpected {type(e).__name__}: {first} (set REIDCTL_DEBUG=1 for details)",
+                   1) from None
+
+
+@contextlib.contextmanager
+def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """A rich progress display on stderr; yields ``start(description, total) -> advance``."""
+    show = enabled and err.is_terminal
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False, disable=not show,
+    )
+
+    def start(description: str, total: int) -> Callable[[int], None]:
+        task = bar.add_task(description, total=total)
+        return lambda n: bar.advance(task, n)
+
+    with bar:
+        yield start
+
+
+def print_json(obj: Any) -> None:
+    """Writes one JSON document on stdout (not through rich, so it stays parseable)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def open_store(uri: str, collection: str, token: str | None):  # noqa: ANN201 - lazy import
+    from reidctl.store import MilvusStore
+
+    if "://" not in uri:
+        parent = Path(uri).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise InputError(f"folder of the database file does not exist: {parent}")
+    return MilvusStore(uri, collection, token=token)
+
+
+def load_extractor(model: str, device: str):  # noqa: ANN201 - lazy import
+    from reidctl.model import load_model
+    from reidctl.rerank import pick_device
+
+    dev = pick_device(device)
+    return load_model(model, device=str(dev)), dev

@@ -1,0 +1,137 @@
+"""reidctl: person re-identification as image retrieval, on Milvus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reidctl.cli import render
+from reidctl.cli.common import (
+    DEFAULT_URI,
+    CollectionOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    QuietOpt,
+    TokenOpt,
+    UriOpt,
+    errors_to_exit,
+    fail,
+    load_extractor,
+    open_store,
+    out,
+    print_json,
+    progress,
+)
+
+app = typer.Typer(
+    name="reidctl", no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Person re-identification as image retrieval: Conv-Net descriptors, "
+         "coarse-to-fine search on Milvus.",
+)
+
+DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="cuhk03 or market1501.")]
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per batch.")] = 64,
+    source: Annotated[str | None, typer.Option(help="Source name stored with each image.")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute images already stored.")] = False,
+    json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Extract Conv-Net descriptors of images and upsert them (local, then global)."""
+    with errors_to_exit():
+        from reidctl.data.images import discover
+        from reidctl.pipeline.ingest import ingest as run_ingest
+
+        files = discover(paths)
+        store = open_store(uri, collection, token)
+        extractor, _ = load_extractor(model, device)
+        with progress(not quiet) as start:
+            report = run_ingest(files, store, extractor, batch_size=batch_size, source=source,
+                                force=force, on_progress=start("ingest", len(files)))
+        r = report.to_dict() | {"collection": collection, "model": extractor.fingerprint}
+        print_json(r) if json_out else render.ingest_summary(r)
+
+
+@app.command()
+def search(
+    images: Annotated[list[Path], typer.Argument(help="Query image(s).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000)] = 10,
+    m: Annotated[int, typer.Option("--m", min=1, max=16384,
+                                   help="Coarse candidates re-ranked by local features.")] = 500,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto", json_out: JsonOpt = False,
+) -> None:
+    """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
+    with errors_to_exit():
+        from reidctl.pipeline.search import search as run_search
+
+        store = open_store(uri, collection, token)
+        extractor, dev = load_extractor(model, device)
+        results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev)
+        rows = [r.to_dict() for r in results]
+        if json_out:
+            print_json({"collection": collection, "model": extractor.fingerprint, "results": rows})
+        else:
+            render.search_results(rows)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: DatasetArg,
+    root: Annotated[Path, typer.Option("--root", help="Dataset folder.")],
+    m: Annotated[int, typer.Option("--m", min=1, max=16384)] = 500,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", "-c", help="Collection pair for the gallery "
+        "(default eval_<dataset>_<model fingerprint>).", show_default=False)] = None,
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
+    json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
+    with errors_to_exit():
+        from reidctl.data.datasets import Dataset, load_protocol
+        from reidctl.pipeline.evaluate import evaluate as run_eval
+
+        if dataset not in Dataset.__members__:
+            raise fail(f"unknown dataset {dataset!r}: choose cuhk03 or market1501", 2)
+        protocol = load_protocol(dataset, root)
+        extractor, dev = load_extractor(model, device)
+        name = collection or f"eval_{dataset}_{extractor.fingerprint}"
+        store = open_store(uri, name, token)
+        with progress(not quiet) as start:
+            report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start)
+        print_json(report) if json_out else render.eval_table(report)
+
+
+@app.command()
+def info(
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a collection pair: row counts, dimensions, index and model fingerprint."""
+    with errors_to_exit():
+        store = open_store(uri, collection, token)
+        i = store.info()
+        d = i.__dict__ if hasattr(i, "__dict__") else dict(i)
+        if json_out:
+            print_json(d)
+        else:
+            for k, v in d.items():
+                out.print(f"{k}: {v}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()

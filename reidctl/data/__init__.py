@@ -1,0 +1,1 @@
+"""Image discovery, decoding and dataset conventions (no model, no database)."""

@@ -1,0 +1,211 @@
+"""Base networks: each maps ``(B, 3, H, W)`` normalised images to ``(B, K, h, w)``.
+
+- ``osnet_x0_25``: OSNet-x0.25 (MSMT17 weights) imported from ONNX and cut at
+  its last convolutional map; 256x128 input, ``K = 128``, map 16x8.
+- ``googlenet``: torchvision GoogLeNet (BatchNorm in every BasicConv2d) up to
+  ``inception5b``; 512x256 input, ``K = 1024``, map 16x8 (the paper's setup).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torchvision
+from torch import nn
+
+from reidctl.errors import ModelError
+from reidctl.model._util import first_line
+from reidctl.model.onnx_graph import OnnxGraphModule
+
+OSNET_ENV = "REIDCTL_OSNET_WEIGHTS"
+OSNET_FILE = "osnet_x0_25_msmt17.onnx"
+OSNET_CUT = "/conv5/relu/Relu_output_0"  # last conv map, before global pooling + fc
+GOOGLENET_SEED = 0
+# torchvision GoogLeNet children kept as the feature extractor (avgpool, dropout, fc dropped).
+GOOGLENET_LAYERS = (
+    "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+    "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+    "inception5a", "inception5b",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a backbone expects and produces.
+
+    Attributes:
+        name: ``"osnet_x0_25"`` or ``"googlenet"``.
+        input_size: ``(H, W)`` of the input images.
+        channels: ``K``, channels of the last convolutional map.
+    """
+
+    name: str
+    input_size: tuple[int, int]
+    channels: int
+
+
+OSNET_X0_25 = BackboneSpec("osnet_x0_25", (256, 128), 128)
+GOOGLENET = BackboneSpec("googlenet", (512, 256), 1024)
+SPECS: dict[str, BackboneSpec] = {s.name: s for s in (OSNET_X0_25, GOOGLENET)}
+
+
+class Backbone(NamedTuple):
+    """A built backbone: the module, its spec and where its weights came from."""
+
+    module: nn.Module
+    spec: BackboneSpec
+    source: str
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of a known backbone.
+
+    Raises:
+        ModelError: unknown name.
+    """
+    if name not in SPECS:
+        raise ModelError(f"unknown backbone {name!r} (known: {', '.join(SPECS)})")
+    return SPECS[name]
+
+
+def default_osnet_weights() -> Path:
+    """Where the OSNet ONNX file is looked for.
+
+    Returns:
+        ``$REIDCTL_OSNET_WEIGHTS`` when set, else
+        ``<dir above the repository>/shared/weights/osnet_x0_25_msmt17.onnx``.
+    """
+    env = os.environ.get(OSNET_ENV)
+    if env:
+        return Path(env)
+    import reidctl
+
+    return Path(reidctl.__file__).resolve().parents[2] / "shared" / "weights" / OSNET_FILE
+
+
+def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
+    """OSNet-x0.25 from its ONNX export, cut at ``/conv5/relu/Relu_output_0``.
+
+    Args:
+        weights: the ``.onnx`` file; default :func:`default_osnet_weights`.
+
+    Returns:
+        Backbone whose module maps ``(B, 3, 256, 128)`` -> ``(B, 128, 16, 8)``.
+
+    Raises:
+        ModelError: file missing (the message says where it looked and which
+            environment variable to set), unreadable, or of another shape.
+    """
+    from reidctl.model.onnx_import import load_onnx_module  # imports onnx
+
+    path = Path(weights) if weights is not None else default_osnet_weights()
+    if not path.is_file():
+        raise ModelError(f"OSNet weights not found at {path}; set {OSNET_ENV} to the path of {OSNET_FILE}")
+    module = load_onnx_module(path, OSNET_CUT)
+    spec = OSNET_X0_25
+    with torch.no_grad():  # one cheap probe: a wrong file fails here, not at first use
+        out = module(torch.zeros(1, 3, *spec.input_size))
+    h, w = spec.input_size
+    if tuple(out.shape) != (1, spec.channels, h // 16, w // 16):
+        raise ModelError(f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h // 16}, {w // 16}]")
+    return Backbone(module, spec, f"onnx:{path}")
+
+
+def _googlenet_features(init_weights: bool) -> nn.Sequential:
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=init_weights)
+    children = dict(net.named_children())
+    # Same child names as torchvision, so its state dicts (minus fc/aux) load as is.
+    return nn.Sequential(OrderedDict((name, children[name]) for name in GOOGLENET_LAYERS))
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelError(f"GoogLeNet state_dict file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ModelError(f"cannot read state_dict file {path}: {type(exc).__name__}") from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} does not hold a state_dict (got {type(state).__name__})")
+    return state
+
+
+def build_googlenet(weights: str | Path | None = None, seed: int = GOOGLENET_SEED) -> Backbone:
+    """GoogLeNet (with BatchNorm) feature layers up to ``inception5b``.
+
+    Args:
+        weights: optional ``torch.save``-d state_dict (torchvision GoogLeNet
+            names; ``fc.*``/``aux*`` entries are ignored). ``None``: random
+            init, seeded with ``seed`` without touching the global RNG state.
+        seed: seed for the random initialisation.
+
+    Returns:
+        Backbone whose module maps ``(B, 3, 512, 256)`` -> ``(B, 1024, 16, 8)``.
+
+    Raises:
+        ModelError: unreadable or mismatched state_dict file.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = _googlenet_features(init_weights=True)
+    if weights is None:
+        return Backbone(module, GOOGLENET, f"random-init (seed {seed})")
+    path = Path(weights)
+    state = _load_state_dict_file(path)
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1.", "aux2."))}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{path} does not fit GoogLeNet: {first_line(exc)}") from exc
+    return Backbone(module, GOOGLENET, f"state_dict:{path}")
+
+
+def build_backbone(name: str, weights: str | Path | None = None) -> Backbone:
+    """Build a backbone by name with its default (or the given) weights.
+
+    Args:
+        name: ``"osnet_x0_25"`` or ``"googlenet"``.
+        weights: ONNX file for OSNet, state_dict file for GoogLeNet, or ``None``.
+
+    Raises:
+        ModelError: unknown name, missing or bad weights.
+    """
+    backbone_spec(name)
+    if name == OSNET_X0_25.name:
+        return build_osnet_x0_25(weights)
+    return build_googlenet(weights)
+
+
+def backbone_arch(module: nn.Module) -> dict[str, Any]:
+    """Architecture data a checkpoint needs to rebuild ``module`` without files.
+
+    Returns:
+        ``{"onnx_graph": GraphSpec}`` for an ONNX-imported module, else ``{}``.
+    """
+    if isinstance(module, OnnxGraphModule):
+        return {"onnx_graph": module.graph_spec()}
+    return {}
+
+
+def rebuild_backbone(name: str, arch: dict[str, Any]) -> nn.Module:
+    """An uninitialised backbone of the recorded architecture (load a state dict next).
+
+    Args:
+        name: backbone name from the checkpoint.
+        arch: what :func:`backbone_arch` returned at save time.
+
+    Raises:
+        ModelError: unknown name or missing/malformed architecture data.
+    """
+    backbone_spec(name)
+    if name == OSNET_X0_25.name:
+        if "onnx_graph" not in arch:
+            raise ModelError("checkpoint of an osnet_x0_25 model lacks its ONNX graph")
+        return OnnxGraphModule(arch["onnx_graph"])
+    with torch.random.fork_rng(devices=[]):  # default init draws from the global RNG
+        return _googlenet_features(init_weights=False)

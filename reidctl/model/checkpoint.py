@@ -1,0 +1,179 @@
+"""Self-describing checkpoints: architecture, input size, classes, PCA and a
+fingerprint travel with the state dict (one ``torch.save`` dict).
+
+Everything in the file is a tensor or plain python data, so it loads with
+``torch.load(weights_only=True)``. ONNX-derived backbones store their graph
+as plain data, so loading never needs the ``.onnx`` file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reidctl.errors import ModelError
+from reidctl.model._util import first_line
+from reidctl.model.backbones import BackboneSpec, backbone_arch, backbone_spec, rebuild_backbone
+from reidctl.model.convnet import ConvNet
+from reidctl.model.fingerprint import fingerprint
+from reidctl.model.pca import PCA
+
+CHECKPOINT_FORMAT = "reidctl.convnet/1"
+_PLAIN = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A checkpoint, rebuilt.
+
+    Attributes:
+        model: the ConvNet with its weights (on ``map_location``), in eval mode.
+        spec: backbone name, input size, ``K``.
+        pca: the ``f_g`` projection.
+        classes: training identity names (``len == model.num_classes``).
+        stripes: stripes of ``f_l``.
+        fingerprint: 16 hex chars, verified against the weights on load.
+        extra: free-form training settings saved with it.
+        path: the file it came from.
+    """
+
+    model: ConvNet
+    spec: BackboneSpec
+    pca: PCA
+    classes: list[str]
+    stripes: int
+    fingerprint: str
+    extra: dict[str, Any]
+    path: Path
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse values that ``weights_only`` loading could not read back."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"checkpoint extra: key {key!r} in {where} is not a string")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif not isinstance(value, _PLAIN):
+        raise ValueError(f"checkpoint extra: {where} has type {type(value).__name__}; use str/int/float/bool/list/dict")
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: ConvNet,
+    spec: BackboneSpec,
+    pca: PCA,
+    classes: list[str],
+    extra: dict[str, Any] | None = None,
+    stripes: int = 4,
+) -> str:
+    """Write a model and everything needed to use it to one file (atomically).
+
+    Args:
+        path: destination file (parent directories are created).
+        model: the trained ConvNet (with or without its classifier block).
+        spec: its backbone spec.
+        pca: the projection for ``f_g`` (fitted or fallback).
+        classes: identity names, one per classifier output
+            (``len(classes) == model.num_classes``; ``[]`` without classifier).
+        extra: training settings etc.: plain str/int/float/bool/None/list/dict.
+        stripes: stripes of ``f_l``.
+
+    Returns:
+        The fingerprint stored in the file.
+
+    Raises:
+        ValueError: classes/PCA/extra do not fit the model.
+    """
+    if len(classes) != model.num_classes:
+        raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} classes")
+    if pca.in_dim != spec.channels:
+        raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
+    extra = dict(extra or {})
+    _check_plain(extra, "extra")
+    fp = fingerprint(model, spec, pca, stripes)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": spec.name,
+        "input_size": list(spec.input_size),
+        "channels": spec.channels,
+        "num_classes": model.num_classes,
+        "classes": [str(c) for c in classes],
+        "stripes": stripes,
+        "pca": pca.to_dict(),
+        "arch": backbone_arch(model.backbone),
+        "state_dict": state,
+        "fingerprint": fp,
+        "extra": extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # readers never see a half-written checkpoint
+    return fp
+
+
+def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, unsafe global, ...
+        raise ModelError(f"cannot read checkpoint {path} (corrupted or not a torch file): {type(exc).__name__}") from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        tag = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ModelError(f"{path} is not a reidctl checkpoint (format {tag!r}, expected {CHECKPOINT_FORMAT!r})")
+    return data
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a ConvNet from a file written by :func:`save_checkpoint`.
+
+    Args:
+        path: the checkpoint file.
+        map_location: device for the tensors (as in ``torch.load``).
+
+    Returns:
+        A :class:`LoadedModel`; the model is in eval mode.
+
+    Raises:
+        ModelError: missing, truncated or corrupted file, wrong format tag,
+            inconsistent fields, state dict not fitting the architecture, or
+            weights that do not match the stored fingerprint.
+    """
+    path = Path(path)
+    data = _read(path, map_location)
+    try:
+        spec = backbone_spec(str(data["backbone"]))
+        saved = BackboneSpec(spec.name, (int(data["input_size"][0]), int(data["input_size"][1])), int(data["channels"]))
+        classes = [str(c) for c in data["classes"]]
+        num_classes, stripes = int(data["num_classes"]), int(data["stripes"])
+        arch, state, extra, stored_fp = data["arch"], data["state_dict"], dict(data["extra"]), str(data["fingerprint"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelError(f"{path}: malformed checkpoint field: {first_line(exc)}") from exc
+    if saved != spec:
+        raise ModelError(f"{path}: {saved} does not match the {spec.name} architecture {spec}")
+    if len(classes) != num_classes:
+        raise ModelError(f"{path}: {len(classes)} class names for {num_classes} classes")
+    pca = PCA.from_dict(data["pca"])
+    if pca.in_dim != spec.channels:
+        raise ModelError(f"{path}: PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
+    model = ConvNet(rebuild_backbone(spec.name, arch), spec.channels, num_classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path}: state_dict does not fit {spec.name}: {first_line(exc)}") from exc
+    model.to(map_location).eval()
+    fp = fingerprint(model, spec, pca, stripes)
+    if fp != stored_fp:
+        raise ModelError(f"{path}: weights do not match the stored fingerprint ({fp} != {stored_fp}); file altered?")
+    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path)

@@ -1,0 +1,91 @@
+"""Global and local descriptors from one feature map (pure torch, no I/O).
+
+Both descriptors are L2-normalised: on unit vectors the squared Euclidean
+distance is ``2 - 2 cos``, so Euclidean ranking (what the vector store does)
+is the same as cosine ranking; it also makes distances comparable across
+images of different contrast or brightness, whose feature maps differ mostly
+by scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Generic, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reidctl.model.pca import PCA
+
+T = TypeVar("T", torch.Tensor, np.ndarray)
+
+
+class Descriptors(NamedTuple, Generic[T]):
+    """The two descriptors of a batch of images.
+
+    Attributes:
+        global_: ``(B, 128)`` unit-norm ``f_g`` for the coarse (ANN) search.
+        local: ``(B, stripes * K)`` unit-norm ``f_l`` for re-ranking.
+    """
+
+    global_: T
+    local: T
+
+
+def describe(feature_map: torch.Tensor, pca: PCA, stripes: int = 4) -> Descriptors[torch.Tensor]:
+    """Compute ``f_g`` and ``f_l`` from the last convolutional map.
+
+    ``f_g``: GAP over ``H x W`` -> ``K``-D, PCA -> 128-D, L2-normalise.
+    ``f_l``: split ``H`` into ``stripes`` horizontal stripes, GAP each ->
+    ``K``-D, L2-normalise each stripe, concatenate, scale by
+    ``1/sqrt(stripes)`` so the whole vector has unit norm.
+
+    Why normalise: Euclidean distance between unit vectors is monotone in
+    cosine similarity, so the store's L2 search ranks by angle; it makes
+    distances comparable across images of different contrast/brightness
+    (which mostly scale the activations); and normalising each stripe gives
+    the stripes equal weight, so one bright stripe (say, a white shirt) cannot
+    dominate the local distance.
+
+    Args:
+        feature_map: ``(B, K, H, W)`` with ``H`` divisible by ``stripes``.
+        pca: projection ``K -> 128`` (fitted, identity or random-orthogonal).
+        stripes: number of horizontal stripes (4 in the paper).
+
+    Returns:
+        ``Descriptors(global_ (B, D), local (B, stripes * K))`` tensors on the
+        input's device. An all-zero map gives zero vectors, not NaN.
+
+    Raises:
+        ValueError: not a 4-D map, ``H`` not divisible by ``stripes``, or
+            ``K`` different from the PCA's input dimension.
+    """
+    if feature_map.dim() != 4:
+        raise ValueError(f"feature map must be (B, K, H, W), got shape {list(feature_map.shape)}")
+    b, k, h, w = feature_map.shape
+    if stripes < 1 or h % stripes:
+        raise ValueError(f"feature map height {h} is not divisible into {stripes} stripes")
+    pooled = feature_map.mean(dim=(2, 3))  # (B, K)
+    global_ = F.normalize(pca.transform(pooled), dim=1)  # (B, D)
+    parts = feature_map.reshape(b, k, stripes, h // stripes, w)  # (B, K, stripes, h, W)
+    parts = parts.mean(dim=(3, 4))  # (B, K, stripes)
+    parts = F.normalize(parts, dim=1)  # each stripe unit norm over K
+    local = parts.transpose(1, 2).reshape(b, stripes * k)  # (B, stripes * K), stripe-major
+    return Descriptors(global_, local / math.sqrt(stripes))
+
+
+def full_descriptor(global_: T, local: T) -> T:
+    """The concatenated descriptor for the linear-scan baseline.
+
+    Args:
+        global_: ``(B, D)`` unit-norm ``f_g`` (torch or numpy).
+        local: ``(B, Dl)`` unit-norm ``f_l`` (same type as ``global_``).
+
+    Returns:
+        ``(B, D + Dl)`` = ``[f_g, f_l] / sqrt(2)``, unit norm, same type as the inputs.
+    """
+    scale = 1.0 / math.sqrt(2.0)
+    if isinstance(global_, torch.Tensor):
+        return torch.cat([global_, local], dim=1) * scale
+    return (np.concatenate([global_, local], axis=1) * scale).astype(global_.dtype, copy=False)

@@ -1,0 +1,1 @@
+"""Pipelines: the only layer that combines model, store, data, rerank and metrics."""

@@ -1,0 +1,178 @@
+"""Ingest: files -> decode -> Conv-Net descriptors -> upsert (local, then global)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reidctl.data.images import SkipImage, decode, read_bytes
+from reidctl.data.names import parse_name
+from reidctl.errors import InputError
+from reidctl.model import FeatureExtractor
+from reidctl.pipeline.common import ProgressFn, ensure_collection, to_batch
+from reidctl.store import MilvusStore
+from reidctl.types import ImageMeta
+
+MAX_EXAMPLES = 20  # skipped files listed by name in the report
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did.
+
+    Attributes:
+        files: files considered.
+        ingested: new images stored.
+        updated: images already stored whose entry was rewritten (new path or metadata).
+        unchanged: images already stored with the same model and metadata (not recomputed).
+        skipped: reason -> count of files that could not be used.
+        examples: (path, reason) of the first skipped files.
+        seconds: wall time.
+        created: whether the collection pair was created by this run.
+    """
+
+    files: int = 0
+    ingested: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    created: bool = False
+
+    @property
+    def computed(self) -> int:
+        """Images run through the model."""
+        return self.ingested + self.updated
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append((str(path), reason))
+
+    def to_dict(self) -> dict:
+        return {
+            "files": self.files, "ingested": self.ingested, "updated": self.updated,
+            "unchanged": self.unchanged, "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(self.skipped),
+            "skipped_examples": [{"path": p, "reason": r} for p, r in self.examples],
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.computed / self.seconds, 2) if self.seconds else 0.0,
+            "created_collection": self.created,
+        }
+
+
+@dataclass
+class _Read:
+    path: Path
+    meta: ImageMeta
+    digest: str
+    data: bytes
+
+
+def _read_chunk(paths: Sequence[Path], source: str | None) -> tuple[list[_Read], list[tuple]]:
+    good: list[_Read] = []
+    bad: list[tuple[Path, str]] = []
+    for p in paths:
+        try:
+            digest, data = read_bytes(p)
+        except SkipImage as e:
+            bad.append((p, e.reason))
+            continue
+        good.append(_Read(p, parse_name(p, source), digest, data))
+    return good, bad
+
+
+def _chunks(
+    files: Sequence[Path], size: int, source: str | None, pool: ThreadPoolExecutor
+) -> Iterator[tuple[list[_Read], list[tuple]]]:
+    """Reads and hashes chunk i+1 in the background while chunk i is processed."""
+    starts = range(0, len(files), size)
+    pending: Future | None = None
+    for start in starts:
+        current = pending or pool.submit(_read_chunk, files[start:start + size], source)
+        nxt = start + size
+        pending = pool.submit(_read_chunk, files[nxt:nxt + size], source) if nxt < len(files) else None
+        yield current.result()
+
+
+def _same(stored: dict, meta: ImageMeta, fingerprint: str) -> bool:
+    return (
+        stored.get("model") == fingerprint and stored.get("path") == meta.path
+        and stored.get("person_id") == meta.person_id and stored.get("camera") == meta.camera
+        and stored.get("source") == meta.source
+    )
+
+
+def ingest(
+    files: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
+    batch_size: int = 64, source: str | None = None, force: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Stores the descriptors of ``files`` in the collection pair of ``store``.
+
+    The primary key is the sha256 of the file bytes, so ingesting an image twice
+    updates it instead of duplicating it; an image already stored with the same
+    model and metadata is left alone (an interrupted run resumes cheaply) unless
+    ``force``. Unusable files are skipped and counted by reason.
+
+    Raises:
+        InputError: no file could be used at all.
+    """
+    t0 = time.perf_counter()
+    report = IngestReport(files=len(files))
+    report.created = ensure_collection(store, extractor)
+    size = extractor.input_size
+    fp = extractor.fingerprint
+    seen: set[str] = set()
+    with ThreadPoolExecutor(max_workers=2) as io_pool, ThreadPoolExecutor(max_workers=2) as dec:
+        for reads, bad in _chunks(files, batch_size, source, io_pool):
+            for p, reason in bad:
+                report.skip(p, reason)
+            fresh: list[_Read] = []
+            for r in reads:
+                if r.digest in seen:
+                    report.skip(r.path, "duplicate content")
+                else:
+                    seen.add(r.digest)
+                    fresh.append(r)
+            stored = store.existing([r.digest for r in fresh]) if fresh else {}
+            todo = [r for r in fresh if force or not (
+                r.digest in stored and _same(stored[r.digest], r.meta, fp))]
+            report.unchanged += len(fresh) - len(todo)
+
+            def _decode(r: _Read) -> np.ndarray | SkipImage:
+                try:
+                    return decode(r.data, size).pixels
+                except SkipImage as e:
+                    return e
+
+            decoded = list(dec.map(_decode, todo))
+            ok = [(r, px) for r, px in zip(todo, decoded, strict=True) if not isinstance(px, SkipImage)]
+            for r, px in zip(todo, decoded, strict=True):
+                if isinstance(px, SkipImage):
+                    report.skip(r.path, px.reason)
+            if ok:
+                d = extractor.extract(to_batch([px for _, px in ok]))
+                store.upsert(
+                    [r.digest for r, _ in ok], d.global_, d.local, [r.meta for r, _ in ok], fp)
+                for r, _ in ok:
+                    if r.digest in stored:
+                        report.updated += 1
+                    else:
+                        report.ingested += 1
+            if on_progress:
+                on_progress(len(reads) + len(bad))
+    report.seconds = time.perf_counter() - t0
+    if report.files and report.skipped.total() == report.files:
+        raise InputError(
+            f"none of the {report.files} file(s) could be ingested "
+            f"({', '.join(f'{n} {r}' for r, n in report.skipped.items())})"
+        )
+    return report

@@ -1,0 +1,128 @@
+"""Search: query -> Conv-Net -> coarse top-M in ``global`` -> fetch f_l from ``local`` -> re-rank."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reidctl.model import FeatureExtractor
+from reidctl.pipeline.common import extract_files
+from reidctl.rerank import rerank
+from reidctl.store import MilvusStore
+from reidctl.types import Hit
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A gallery image in a ranking, with the distance that ranked it."""
+
+    id: str
+    distance: float
+    meta: dict
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage of one query."""
+
+    coarse: float = 0.0
+    fetch: float = 0.0
+    rerank: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.coarse + self.fetch + self.rerank
+
+
+@dataclass
+class QueryResult:
+    """Ranked hits for one query image."""
+
+    query: str
+    hits: list[Hit]
+    timings: Timings = field(default_factory=Timings)
+
+    def to_dict(self) -> dict:
+        return {
+            "query": self.query,
+            "hits": [h.__dict__ for h in self.hits],
+            "ms": {"coarse": round(self.timings.coarse, 3), "fetch": round(self.timings.fetch, 3),
+                   "rerank": round(self.timings.rerank, 3)},
+        }
+
+
+def coarse_search(
+    store: MilvusStore, q_global: np.ndarray, m: int, *, filter: str | None = None,
+    consistency: str = "Bounded",
+) -> list[Candidate]:
+    """Euclidean top-``m`` over the gallery's f_g (ANN in Milvus), nearest first."""
+    rows = store.search(q_global[None, :], m, filter=filter, consistency=consistency)[0]
+    return [Candidate(i, d, meta) for i, d, meta in rows]
+
+
+def fine_rerank(
+    store: MilvusStore, q_local: np.ndarray, candidates: list[Candidate], device: torch.device,
+    *, consistency: str = "Bounded", timings: Timings | None = None,
+) -> list[Candidate]:
+    """Re-ranks coarse candidates by their local descriptors fetched from ``local``."""
+    t0 = time.perf_counter()
+    f_l = store.fetch_local([c.id for c in candidates], consistency=consistency)  # (M, Dl)
+    t1 = time.perf_counter()
+    order, dist = rerank(q_local, f_l, device)
+    out = [Candidate(candidates[i].id, float(d), candidates[i].meta)
+           for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
+    if timings is not None:
+        timings.fetch += (t1 - t0) * 1e3
+        timings.rerank += (time.perf_counter() - t1) * 1e3
+    return out
+
+
+def c2f(
+    store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int, device: torch.device,
+    *, filter: str | None = None, consistency: str = "Bounded",
+) -> tuple[list[Candidate], Timings]:
+    """Coarse-to-fine search for one query: the re-ranked top-``m``."""
+    timings = Timings()
+    t0 = time.perf_counter()
+    cands = coarse_search(store, q_global, m, filter=filter, consistency=consistency)
+    timings.coarse = (time.perf_counter() - t0) * 1e3
+    if not cands:
+        return [], timings
+    return fine_rerank(store, q_local, cands, device, consistency=consistency,
+                       timings=timings), timings
+
+
+def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
+    """The first ``top_k`` candidates as ranked hits."""
+    return [
+        Hit(rank=r + 1, id=c.id, distance=c.distance, person_id=c.meta.get("person_id", ""),
+            camera=c.meta.get("camera", ""), source=c.meta.get("source", ""),
+            path=c.meta.get("path", ""))
+        for r, c in enumerate(candidates[:top_k])
+    ]
+
+
+def search(
+    queries: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
+    top_k: int = 10, m: int = 500, device: torch.device, filter: str | None = None,
+) -> list[QueryResult]:
+    """Coarse-to-fine search of every query image; returns its top-``top_k`` hits.
+
+    Raises:
+        CollectionNotFound: the collection pair does not exist.
+        FeatureSpaceMismatch: it holds another model's vectors.
+        InputError: a query image is missing or unusable.
+    """
+    store.check_model(extractor.fingerprint)
+    q_g, q_l = extract_files(extractor, list(queries))
+    m = max(m, top_k)
+    results = []
+    for path, g, loc in zip(queries, q_g, q_l, strict=True):
+        ranked, timings = c2f(store, g, loc, m, device, filter=filter)
+        results.append(QueryResult(str(path), to_hits(ranked, top_k), timings))
+    return results

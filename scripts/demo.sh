@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: ingest the CUHK03 val images into Milvus Lite,
+# search one query, and print the evaluation table. Paths can be overridden:
+#   REIDCTL_CUHK03=/data/cuhk03 REIDCTL_URI=./demo.db bash scripts/demo.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+data="${REIDCTL_CUHK03:-$here/../shared/datasets/cuhk03-labeled-pair1}"
+export REIDCTL_URI="${REIDCTL_URI:-$here/reidctl.db}"
+reidctl="${REIDCTL_BIN:-$here/.venv/bin/reidctl}"
+
+echo "== ingest $data/val (camera B = gallery) into $REIDCTL_URI"
+"$reidctl" ingest "$data"/val/*_0[5-9].jpg --collection cuhk03_val
+echo "== search: top 5 for one camera-A query"
+"$reidctl" search "$data/val/0000_00.jpg" --collection cuhk03_val --top-k 5
+echo "== evaluate: CUHK03 val, queries = camera A, gallery = camera B"
+"$reidctl" eval --dataset cuhk03 --root "$data"

@@ -51,9 +51,8 @@ class FeatureExtractor:
         source: str = "",
         device: str | torch.device = "cpu",
     ) -> None:
-        h, w = spec.input_size
-        if pca.in_dim != spec.channels or (h // 16) % stripes:
-            raise ModelError(f"{spec.name}: PCA {pca.in_dim}-D / {stripes} stripes do not fit K={spec.channels}, {h}x{w}")
+        if pca.in_dim != spec.channels:
+            raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec

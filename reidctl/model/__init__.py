@@ -1,0 +1,55 @@
+"""Conv-Net model layer: backbones, classifier block, descriptors, PCA, checkpoints.
+
+Pure torch (``onnx`` only inside the ONNX loader). The rest of reidctl calls
+:func:`load_model` and :meth:`FeatureExtractor.extract`.
+"""
+
+from reidctl.model.backbones import (
+    GOOGLENET,
+    OSNET_ENV,
+    OSNET_X0_25,
+    Backbone,
+    BackboneSpec,
+    build_backbone,
+    build_googlenet,
+    build_osnet_x0_25,
+    default_osnet_weights,
+)
+from reidctl.model.checkpoint import CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, save_checkpoint
+from reidctl.model.convnet import ConvNet, ConvNetOutput
+from reidctl.model.descriptors import Descriptors, describe, full_descriptor
+from reidctl.model.extractor import IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor, load_model
+from reidctl.model.fingerprint import fingerprint
+from reidctl.model.onnx_graph import OnnxGraphModule
+from reidctl.model.onnx_import import load_onnx_module, read_onnx_graph
+from reidctl.model.pca import PCA
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "GOOGLENET",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "OSNET_ENV",
+    "OSNET_X0_25",
+    "PCA",
+    "Backbone",
+    "BackboneSpec",
+    "ConvNet",
+    "ConvNetOutput",
+    "Descriptors",
+    "FeatureExtractor",
+    "LoadedModel",
+    "OnnxGraphModule",
+    "build_backbone",
+    "build_googlenet",
+    "build_osnet_x0_25",
+    "default_osnet_weights",
+    "describe",
+    "fingerprint",
+    "full_descriptor",
+    "load_checkpoint",
+    "load_model",
+    "load_onnx_module",
+    "read_onnx_graph",
+    "save_checkpoint",
+]

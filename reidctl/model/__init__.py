@@ -15,7 +15,12 @@ from reidctl.model.backbones import (
     build_osnet_x0_25,
     default_osnet_weights,
 )
-from reidctl.model.checkpoint import CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, save_checkpoint
+from reidctl.model.checkpoint import (
+    CHECKPOINT_FORMAT,
+    LoadedModel,
+    load_checkpoint,
+    save_checkpoint,
+)
 from reidctl.model.convnet import ConvNet, ConvNetOutput
 from reidctl.model.descriptors import Descriptors, describe, full_descriptor
 from reidctl.model.extractor import IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor, load_model

@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 
 from reidctl.errors import ModelError
-from reidctl.model._util import first_line
+from reidctl.model._util import load_state_dict_strict
 from reidctl.model.onnx_graph import OnnxGraphModule
 
 OSNET_ENV = "REIDCTL_OSNET_WEIGHTS"
@@ -105,14 +105,18 @@ def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
 
     path = Path(weights) if weights is not None else default_osnet_weights()
     if not path.is_file():
-        raise ModelError(f"OSNet weights not found at {path}; set {OSNET_ENV} to the path of {OSNET_FILE}")
+        raise ModelError(
+            f"OSNet weights not found at {path}; set {OSNET_ENV} to the path of {OSNET_FILE}"
+        )
     module = load_onnx_module(path, OSNET_CUT)
     spec = OSNET_X0_25
     with torch.no_grad():  # one cheap probe: a wrong file fails here, not at first use
         out = module(torch.zeros(1, 3, *spec.input_size))
     h, w = spec.input_size
     if tuple(out.shape) != (1, spec.channels, h // 16, w // 16):
-        raise ModelError(f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h // 16}, {w // 16}]")
+        raise ModelError(
+            f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h // 16}, {w // 16}]"
+        )
     return Backbone(module, spec, f"onnx:{path}")
 
 
@@ -158,10 +162,7 @@ def build_googlenet(weights: str | Path | None = None, seed: int = GOOGLENET_SEE
     path = Path(weights)
     state = _load_state_dict_file(path)
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1.", "aux2."))}
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{path} does not fit GoogLeNet: {first_line(exc)}") from exc
+    load_state_dict_strict(module, state, f"{path} (GoogLeNet)")
     return Backbone(module, GOOGLENET, f"state_dict:{path}")
 
 

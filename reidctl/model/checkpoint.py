@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from reidctl.errors import ModelError
-from reidctl.model._util import first_line
+from reidctl.model._util import first_line, load_state_dict_strict
 from reidctl.model.backbones import BackboneSpec, backbone_arch, backbone_spec, rebuild_backbone
 from reidctl.model.convnet import ConvNet
 from reidctl.model.fingerprint import fingerprint
@@ -62,7 +62,10 @@ def _check_plain(value: Any, where: str) -> None:
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
     elif not isinstance(value, _PLAIN):
-        raise ValueError(f"checkpoint extra: {where} has type {type(value).__name__}; use str/int/float/bool/list/dict")
+        raise ValueError(
+            f"checkpoint extra: {where} has type {type(value).__name__}; "
+            "use str/int/float/bool/None/list/dict"
+        )
 
 
 def save_checkpoint(
@@ -128,10 +131,14 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, unsafe global, ...
-        raise ModelError(f"cannot read checkpoint {path} (corrupted or not a torch file): {type(exc).__name__}") from exc
+        raise ModelError(
+            f"cannot read checkpoint {path} (corrupted or not a torch file): {type(exc).__name__}"
+        ) from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         tag = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ModelError(f"{path} is not a reidctl checkpoint (format {tag!r}, expected {CHECKPOINT_FORMAT!r})")
+        raise ModelError(
+            f"{path} is not a reidctl checkpoint (format {tag!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
     return data
 
 
@@ -154,10 +161,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     data = _read(path, map_location)
     try:
         spec = backbone_spec(str(data["backbone"]))
-        saved = BackboneSpec(spec.name, (int(data["input_size"][0]), int(data["input_size"][1])), int(data["channels"]))
+        saved = BackboneSpec(
+            spec.name,
+            (int(data["input_size"][0]), int(data["input_size"][1])),
+            int(data["channels"]),
+        )
         classes = [str(c) for c in data["classes"]]
         num_classes, stripes = int(data["num_classes"]), int(data["stripes"])
-        arch, state, extra, stored_fp = data["arch"], data["state_dict"], dict(data["extra"]), str(data["fingerprint"])
+        arch, state, extra, stored_fp = (
+            data["arch"],
+            data["state_dict"],
+            dict(data["extra"]),
+            str(data["fingerprint"]),
+        )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: malformed checkpoint field: {first_line(exc)}") from exc
     if saved != spec:
@@ -168,12 +184,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if pca.in_dim != spec.channels:
         raise ModelError(f"{path}: PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     model = ConvNet(rebuild_backbone(spec.name, arch), spec.channels, num_classes)
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(f"{path}: state_dict does not fit {spec.name}: {first_line(exc)}") from exc
+    load_state_dict_strict(model, state, str(path))
     model.to(map_location).eval()
     fp = fingerprint(model, spec, pca, stripes)
     if fp != stored_fp:
-        raise ModelError(f"{path}: weights do not match the stored fingerprint ({fp} != {stored_fp}); file altered?")
+        raise ModelError(
+            f"{path}: weights do not match the stored fingerprint "
+            f"({fp} != {stored_fp}); file altered?"
+        )
     return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path)

@@ -47,7 +47,9 @@ class ConvNet(nn.Module):
         self.backbone = backbone
         self.channels = channels
         self.num_classes = num_classes
-        self.classifier: nn.Conv2d | None = nn.Conv2d(channels, num_classes, 1) if num_classes else None
+        self.classifier: nn.Conv2d | None = (
+            nn.Conv2d(channels, num_classes, 1) if num_classes else None
+        )
 
     def drop_classifier(self) -> None:
         """Remove the classifier block (after training); ``num_classes`` becomes 0."""

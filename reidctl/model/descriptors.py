@@ -10,7 +10,9 @@ by scale.
 from __future__ import annotations
 
 import math
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -21,8 +23,9 @@ from reidctl.model.pca import PCA
 T = TypeVar("T", torch.Tensor, np.ndarray)
 
 
-class Descriptors(NamedTuple, Generic[T]):
-    """The two descriptors of a batch of images.
+@dataclass(frozen=True)
+class Descriptors(Generic[T]):
+    """The two descriptors of a batch of images (unpacks as ``f_g, f_l = d``).
 
     Attributes:
         global_: ``(B, 128)`` unit-norm ``f_g`` for the coarse (ANN) search.
@@ -31,6 +34,9 @@ class Descriptors(NamedTuple, Generic[T]):
 
     global_: T
     local: T
+
+    def __iter__(self) -> Iterator[T]:
+        return iter((self.global_, self.local))
 
 
 def describe(feature_map: torch.Tensor, pca: PCA, stripes: int = 4) -> Descriptors[torch.Tensor]:

@@ -56,7 +56,7 @@ class FeatureExtractor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
-        self.pca = pca
+        self.pca = pca.to(self.device)
         self.name = spec.name
         self.input_size: tuple[int, int] = spec.input_size
         self.stripes = stripes
@@ -65,8 +65,9 @@ class FeatureExtractor:
         self.pca_kind = pca.kind
         self.source = source
         self.fingerprint = fingerprint(model, spec, pca, stripes)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+        # (1, 3, 1, 1) each, broadcast over (B, 3, H, W)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
     def describe(self) -> dict[str, Any]:
         """What to print about the model: backbone, input size, K, PCA, fingerprint, weights."""
@@ -87,9 +88,13 @@ class FeatureExtractor:
     def _check(self, batch: torch.Tensor) -> None:
         h, w = self.input_size
         if not isinstance(batch, torch.Tensor):
-            raise ValueError(f"extract expects a torch.Tensor (B, 3, {h}, {w}), got {type(batch).__name__}")
+            raise ValueError(
+                f"extract expects a torch.Tensor (B, 3, {h}, {w}), got {type(batch).__name__}"
+            )
         if batch.dim() != 4 or tuple(batch.shape[1:]) != (3, h, w):
-            raise ValueError(f"{self.name} expects images of shape (B, 3, {h}, {w}), got {tuple(batch.shape)}")
+            raise ValueError(
+                f"{self.name} expects images of shape (B, 3, {h}, {w}), got {tuple(batch.shape)}"
+            )
         if not batch.is_floating_point():
             raise ValueError(f"extract expects float images in [0, 1], got dtype {batch.dtype}")
 
@@ -111,6 +116,8 @@ class FeatureExtractor:
         self._check(batch)
         x = batch.to(self.device, torch.float32)
         x = (x - self._mean) / self._std  # (B, 3, H, W), ImageNet-normalised
+        if self.device.type == "cpu":  # oneDNN convs run ~1.5x faster on NHWC input (measured)
+            x = x.contiguous(memory_format=torch.channels_last)
         out = describe(self.model.features(x), self.pca, self.stripes)
         return Descriptors(
             out.global_.float().cpu().numpy(),
@@ -159,6 +166,11 @@ def load_model(
         raise ModelError("weights= applies to a backbone name, not to a checkpoint")
     path = Path(name)
     if not path.is_file():
-        raise ModelError(f"model {name!r} is neither a backbone ({', '.join(SPECS)}) nor an existing checkpoint file")
+        raise ModelError(
+            f"model {name!r} is neither a backbone ({', '.join(SPECS)}) "
+            "nor an existing checkpoint file"
+        )
     loaded = load_checkpoint(path, map_location=dev)
-    return FeatureExtractor(loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev)
+    return FeatureExtractor(
+        loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev
+    )

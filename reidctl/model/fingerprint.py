@@ -43,7 +43,9 @@ def fingerprint(model: nn.Module, spec: BackboneSpec, pca: PCA, stripes: int = 4
         e.g. ``"3f9a0c1d2b4e5f60"``.
     """
     h = hashlib.sha256()
-    h.update(f"{spec.name};{spec.input_size[0]}x{spec.input_size[1]};K={spec.channels};stripes={stripes};".encode())
+    h.update(
+        f"{spec.name};{spec.input_size[0]}x{spec.input_size[1]};K={spec.channels};stripes={stripes};".encode()
+    )
     state = model.state_dict()
     for name in sorted(state):
         if not name.startswith(CLASSIFIER_PREFIX):

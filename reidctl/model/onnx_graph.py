@@ -11,6 +11,7 @@ other op raises :class:`~reidctl.errors.ModelError` naming it.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -38,14 +39,18 @@ _Op = Callable[[list[torch.Tensor]], torch.Tensor]
 def _symmetric_pads(pads: Sequence[int], node: NodeSpec) -> tuple[int, int]:
     """ONNX ``pads`` ``[top, left, bottom, right]`` -> torch ``(pad_h, pad_w)``."""
     if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
-        raise ModelError(f"ONNX node {node['name']!r} ({node['op']}): unsupported pads {list(pads)}")
+        raise ModelError(
+            f"ONNX node {node['name']!r} ({node['op']}): unsupported pads {list(pads)}"
+        )
     return int(pads[0]), int(pads[1])
 
 
 def _check_auto_pad(attrs: Mapping[str, Any], node: NodeSpec) -> None:
     auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad != "NOTSET":
-        raise ModelError(f"ONNX node {node['name']!r} ({node['op']}): unsupported auto_pad {auto_pad!r}")
+        raise ModelError(
+            f"ONNX node {node['name']!r} ({node['op']}): unsupported auto_pad {auto_pad!r}"
+        )
 
 
 def _make_op(node: NodeSpec) -> _Op:
@@ -170,7 +175,10 @@ class OnnxGraphModule(nn.Module):
             else:
                 value = tensors[onnx_name].detach().clone()
             if list(value.shape) != list(shapes[onnx_name]):
-                raise ModelError(f"ONNX initializer {onnx_name!r}: shape {list(value.shape)} != {shapes[onnx_name]}")
+                raise ModelError(
+                    f"ONNX initializer {onnx_name!r}: "
+                    f"shape {list(value.shape)} != {shapes[onnx_name]}"
+                )
             if value.is_floating_point():
                 self.register_parameter(attr, nn.Parameter(value))
             else:
@@ -184,8 +192,11 @@ class OnnxGraphModule(nn.Module):
         for node in self._nodes:
             missing = [n for n in node["inputs"] if n and n not in defined]
             if missing:
-                raise ModelError(f"ONNX node {node['name']!r} reads undefined tensor {missing[0]!r}")
-            defined.add(node["outputs"][0])  # ops here have one output (MaxPool indices unsupported)
+                raise ModelError(
+                    f"ONNX node {node['name']!r} reads undefined tensor {missing[0]!r}"
+                )
+            # every supported op has one output (MaxPool's optional indices are not supported)
+            defined.add(node["outputs"][0])
 
     def _last_use_plan(self) -> list[list[str]]:
         """For each node, the activations that can be freed after it runs."""
@@ -212,7 +223,7 @@ class OnnxGraphModule(nn.Module):
             "format": GRAPH_FORMAT,
             "input": self.input_name,
             "output": self.output_name,
-            "nodes": [dict(node) for node in self._nodes],
+            "nodes": copy.deepcopy(self._nodes),
             "initializers": shapes,
         }
 
@@ -225,9 +236,11 @@ class OnnxGraphModule(nn.Module):
         Returns:
             The tensor named ``output_name``, for OSNet ``(B, 128, 16, 8)``.
         """
-        env: dict[str, torch.Tensor] = {name: getattr(self, attr) for name, attr in self.param_names.items()}
+        env: dict[str, torch.Tensor] = {
+            name: getattr(self, attr) for name, attr in self.param_names.items()
+        }
         env[self.input_name] = x
-        for node, op, free in zip(self._nodes, self._ops, self._plan):
+        for node, op, free in zip(self._nodes, self._ops, self._plan, strict=True):
             env[node["outputs"][0]] = op([env[name] for name in node["inputs"] if name])
             for name in free:
                 del env[name]

@@ -59,7 +59,13 @@ def read_onnx_graph(path: str | Path, output: str) -> tuple[GraphSpec, dict[str,
     if len(inputs) != 1:
         raise ModelError(f"ONNX file {path}: expected one graph input, found {inputs}")
     nodes = [
-        {"op": n.op_type, "name": n.name, "inputs": list(n.input), "outputs": list(n.output), "index": i}
+        {
+            "op": n.op_type,
+            "name": n.name,
+            "inputs": list(n.input),
+            "outputs": list(n.output),
+            "index": i,
+        }
         for i, n in enumerate(graph.node)
     ]
     kept = prune_nodes(nodes, output)

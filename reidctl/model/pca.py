@@ -43,11 +43,18 @@ class PCA:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"PCA kind must be one of {KINDS}, got {self.kind!r}")
-        if self.mean.dim() != 1 or self.components.dim() != 2 or self.components.shape[0] != self.mean.shape[0]:
+        if (
+            self.mean.dim() != 1
+            or self.components.dim() != 2
+            or self.components.shape[0] != self.mean.shape[0]
+        ):
             raise ValueError(
-                f"PCA shapes do not fit: mean {list(self.mean.shape)}, components {list(self.components.shape)}"
+                f"PCA shapes do not fit: mean {list(self.mean.shape)}, "
+                f"components {list(self.components.shape)}"
             )
-        if self.whiten and (self.explained_variance is None or self.explained_variance.shape != (self.out_dim,)):
+        if self.whiten and (
+            self.explained_variance is None or self.explained_variance.shape != (self.out_dim,)
+        ):
             raise ValueError("a whitening PCA needs explained_variance of shape (D,)")
 
     @property
@@ -87,7 +94,8 @@ class PCA:
         if not torch.isfinite(x).all():
             raise ValueError("PCA.fit: features contain NaN or inf")
         mean = x.mean(dim=0)  # (K,)
-        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)  # s (min(N,K),), vh (min(N,K), K)
+        # s: (min(N, K),), vh: (min(N, K), K)
+        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
         components = vh[:dim].T  # (K, D)
         rows = components.abs().argmax(dim=0)  # (D,)
         signs = torch.sign(components[rows, torch.arange(dim)])  # (D,)
@@ -115,7 +123,9 @@ class PCA:
         if in_dim == dim:
             return cls(mean, torch.eye(dim), None, False, "identity")
         if in_dim < dim:
-            raise ValueError(f"no fallback projection from {in_dim}-D up to {dim}-D (K must be >= {dim})")
+            raise ValueError(
+                f"no fallback projection from {in_dim}-D up to {dim}-D (K must be >= {dim})"
+            )
         gen = torch.Generator().manual_seed(FALLBACK_SEED)
         gauss = torch.randn(in_dim, dim, generator=gen, dtype=torch.float64)  # (K, D)
         q, r = torch.linalg.qr(gauss)  # q (K, D), r (D, D)
@@ -139,6 +149,15 @@ class PCA:
             y = y / torch.sqrt(self.explained_variance.to(x.device, x.dtype) + WHITEN_EPS)
         return y
 
+    def to(self, device: str | torch.device) -> PCA:
+        """The same projection with its tensors on ``device``."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        mean, components = self.mean.to(device), self.components.to(device)
+        return PCA(mean, components, move(self.explained_variance), self.whiten, self.kind)
+
     def describe(self) -> str:
         """One line for reports, e.g. ``"pca 1024->128 (fitted, whitened)"``."""
         dims = f"{self.in_dim}->{self.out_dim}"
@@ -155,7 +174,11 @@ class PCA:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of CPU tensors / str / bool, loadable with ``weights_only=True``."""
-        variance = None if self.explained_variance is None else self.explained_variance.detach().cpu().clone()
+        variance = (
+            None
+            if self.explained_variance is None
+            else self.explained_variance.detach().cpu().clone()
+        )
         return {
             "kind": self.kind,
             "whiten": self.whiten,

@@ -1,0 +1,36 @@
+"""Model-test fixtures: the real OSNet weights (same default path logic as the
+library) and real CUHK03 images (``cuhk03_root`` comes from tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reidctl.model import FeatureExtractor, default_osnet_weights, load_model
+from tests.model.helpers import load_image
+
+
+@pytest.fixture(scope="session")
+def osnet_weights() -> Path:
+    path = default_osnet_weights()
+    if not path.is_file():
+        pytest.skip(f"OSNet weights not found at {path} (set REIDCTL_OSNET_WEIGHTS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def osnet(osnet_weights: Path) -> FeatureExtractor:
+    return load_model("osnet_x0_25")
+
+
+@pytest.fixture(scope="session")
+def googlenet() -> FeatureExtractor:
+    return load_model("googlenet")
+
+
+@pytest.fixture(scope="session")
+def cuhk_image(cuhk03_root: Path) -> torch.Tensor:
+    """``val/0000_00.jpg`` (person 0, camera A) as ``(3, 256, 128)`` in [0, 1]."""
+    return load_image(cuhk03_root / "val" / "0000_00.jpg", (256, 128))

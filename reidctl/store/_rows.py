@@ -1,0 +1,132 @@
+"""Pure helpers between reidctl values and Milvus rows / expressions (no I/O)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from reidctl.errors import StoreError
+from reidctl.store.schema import CollectionSpec
+from reidctl.types import ImageMeta
+
+# Metadata returned with each search hit, and by existing().
+HIT_FIELDS = ("person_id", "camera", "source", "path", "captured_at")
+EXISTING_FIELDS = ("path", "model", "person_id", "camera", "source", "captured_at")
+CONSISTENCY = ("Strong", "Bounded", "Session", "Eventually")
+
+_SAFE_ID = re.compile(r"[^\"'\\\x00-\x1f]+")
+
+
+def check_ids(ids: Sequence[str], max_length: int) -> list[str]:
+    """Validate primary keys before they go into an expression.
+
+    Args:
+        ids: primary keys (sha256 hex in practice).
+        max_length: the VARCHAR length of the key field.
+
+    Raises:
+        ValueError: an id is not a non-empty string of at most ``max_length``
+            characters free of quotes, backslashes and control characters.
+    """
+    out = list(ids)
+    for pk in out:
+        if not isinstance(pk, str) or not _SAFE_ID.fullmatch(pk) or len(pk) > max_length:
+            raise ValueError(
+                f"invalid id {pk!r}: need 1..{max_length} chars without quotes or backslashes"
+            )
+    return out
+
+
+def in_expr(field: str, ids: Sequence[str]) -> str:
+    """``field in ["a","b"]`` for ids already passed through :func:`check_ids`."""
+    return f"{field} in [" + ",".join(f'"{pk}"' for pk in ids) + "]"
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_consistency(level: str) -> str:
+    """``level`` if it is a Milvus consistency level, else ValueError."""
+    if level not in CONSISTENCY:
+        raise ValueError(f"consistency must be one of {CONSISTENCY}, got {level!r}")
+    return level
+
+
+def as_matrix(name: str, x: np.ndarray, rows: int | None) -> np.ndarray:
+    """``x`` as a C-contiguous float32 (rows, D) matrix; the caller checks D.
+
+    Raises:
+        ValueError: not 2-D, another row count, or non-finite values.
+    """
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != 2 or (rows is not None and a.shape[0] != rows):
+        want = f"({rows if rows is not None else 'Q'}, D)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(a.shape)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def meta_row(meta: ImageMeta) -> dict[str, Any]:
+    """The global collection's metadata columns for one image."""
+    return {
+        "person_id": meta.person_id,
+        "camera": meta.camera,
+        "source": meta.source,
+        "path": meta.path,
+        "captured_at": int(meta.captured_at),
+    }
+
+
+def check_lengths(spec: CollectionSpec, row: dict[str, Any], index: int) -> None:
+    """Raise StoreError when a VARCHAR value is longer than its field allows."""
+    for f in spec.fields:
+        if f.type == "VARCHAR" and f.name in row and len(row[f.name]) > (f.max_length or 0):
+            raise StoreError(
+                f"row {index}: {f.name} has {len(row[f.name])} characters, "
+                f"the {spec.role} collection allows {f.max_length}"
+            )
+
+
+def pick(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The subset ``fields`` of a returned row, as plain Python values."""
+    return {k: row.get(k) for k in fields}
+
+
+def stack(vectors: Sequence[Any], dim: int) -> np.ndarray:
+    """Returned vectors (lists or float32 arrays) as an (n, dim) float32 matrix."""
+    if not vectors:
+        return np.empty((0, dim), dtype=np.float32)
+    return np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
+
+
+def hits_to_tuples(hits: Sequence[Any]) -> list[tuple[str, float, dict[str, Any]]]:
+    """One query's Milvus hits as ``(id, euclidean distance, metadata)``, nearest first.
+
+    Milvus reports L2 as the *squared* distance; it is square-rooted here, after
+    clipping float round-off below zero.
+    """
+    out = []
+    for h in hits:
+        entity = h.get("entity") or {}
+        d2 = max(float(h["distance"]), 0.0)
+        out.append((str(h["id"]), math.sqrt(d2), pick(entity, HIT_FIELDS)))
+    out.sort(key=lambda t: t[1])
+    return out
+
+
+def write_batch_rows(dims: int, budget_bytes: int = 8 << 20, cap: int = 2000) -> int:
+    """Rows per write request so one request stays near ``budget_bytes``.
+
+    Args:
+        dims: total float dimensions written per row (Dg + Dl).
+    """
+    per_row = 4 * dims + 2600  # vectors + worst-case metadata strings
+    return max(1, min(cap, budget_bytes // per_row))

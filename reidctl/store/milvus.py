@@ -1,0 +1,294 @@
+"""MilvusStore: reads and writes on a gallery collection pair (see :mod:`reidctl.store.pair`).
+
+Invariants kept here: writes go local first, then global (an entry visible to
+coarse search always has its local descriptor); deletes go global first, then
+local; every write is an upsert keyed by the content hash, so re-ingesting an
+image replaces it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from reidctl.errors import FeatureSpaceMismatch, StoreError
+from reidctl.store import _rows as rows
+from reidctl.store.pair import CollectionPair
+from reidctl.types import ImageMeta
+
+MAX_TOPK = 16384  # Milvus' top-k and nq ceiling
+ID_BATCH = 500  # ids per "id in [...]" expression
+_HITS_PER_CALL = 65536  # nq * limit per search request, bounds the response size
+_FETCH_BYTES = 16 << 20  # local vectors per fetch request
+
+
+class MilvusStore(CollectionPair):
+    """A gallery collection pair in Milvus (Lite or server): lifecycle, reads and writes.
+
+    Example:
+        >>> with MilvusStore("gallery.db") as store:          # doctest: +SKIP
+        ...     store.create(global_dim=128, local_dim=512, model={"fingerprint": "abc"})
+        ...     store.upsert(ids, f_g, f_l, metas, "abc")
+        ...     hits = store.search(queries, 500, consistency="Strong")
+    """
+
+    @property
+    def _pk_len(self) -> int:
+        return self._specs["global"].field("id").max_length or 64
+
+    def existing(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Which ids are already in the global collection, with their metadata.
+
+        Args:
+            ids: primary keys.
+
+        Returns:
+            ``id -> {"path", "model", "person_id", "camera", "source", "captured_at"}``
+            for the ids present (strong consistency).
+        """
+        self._pair()
+        uniq = list(dict.fromkeys(rows.check_ids(ids, self._pk_len)))
+        out: dict[str, dict[str, Any]] = {}
+        for batch in rows.chunks(uniq, ID_BATCH):
+            found = self._query(
+                self.global_name, rows.in_expr("id", batch), ["id", *rows.EXISTING_FIELDS], "Strong"
+            )
+            for r in found:
+                out[str(r["id"])] = rows.pick(r, rows.EXISTING_FIELDS)
+        return out
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        f_g: np.ndarray,
+        f_l: np.ndarray,
+        metas: Sequence[ImageMeta],
+        model_fingerprint: str,
+    ) -> None:
+        """Write images: local descriptors first, then global rows (insert or replace).
+
+        Args:
+            ids: N primary keys (sha256 hex of the image bytes); a repeated id keeps
+                its last occurrence.
+            f_g: (N, Dg) global descriptors.
+            f_l: (N, Dl) local descriptors.
+            metas: N image metadata records.
+            model_fingerprint: the model that produced the vectors.
+
+        Raises:
+            FeatureSpaceMismatch: another model than the pair's, or wrong dims.
+            StoreError: a metadata string too long for its field, or the write failed.
+            ValueError: inconsistent lengths, non-finite values, invalid ids.
+        """
+        meta = self._pair()
+        if model_fingerprint != meta.fingerprint:
+            raise FeatureSpaceMismatch(
+                f"collection pair {self.name!r} holds vectors of model {meta.fingerprint!r}; "
+                f"refusing to write vectors of model {model_fingerprint!r}"
+            )
+        keys = rows.check_ids(ids, self._pk_len)
+        n = len(keys)
+        if len(metas) != n:
+            raise ValueError(f"got {n} ids but {len(metas)} metadata records")
+        g = rows.as_matrix("f_g", f_g, n)  # (N, Dg)
+        loc = rows.as_matrix("f_l", f_l, n)  # (N, Dl)
+        self._check_dim("f_g", g.shape[1], meta.global_dim)
+        self._check_dim("f_l", loc.shape[1], meta.local_dim)
+        order = sorted({pk: i for i, pk in enumerate(keys)}.values())  # last occurrence wins
+        now = int(time.time() * 1000)
+        spec = self._specs["global"]
+        global_rows: dict[int, dict[str, Any]] = {}
+        for i in order:  # validate everything before the first write
+            row = {"id": keys[i], "f_g": g[i], **rows.meta_row(metas[i])}
+            row.update(model=model_fingerprint, ingested_at=now)
+            rows.check_lengths(spec, row, i)
+            global_rows[i] = row
+        per_request = rows.write_batch_rows(meta.global_dim + meta.local_dim)
+        for batch in rows.chunks(order, per_request):
+            with self._wrap(f"write {self.local_name}"):
+                self._c.upsert(
+                    self.local_name,
+                    [{"id": keys[i], "f_l": loc[i]} for i in batch],
+                    timeout=self.timeout,
+                )
+            with self._wrap(f"write {self.global_name}"):
+                self._c.upsert(
+                    self.global_name, [global_rows[i] for i in batch], timeout=self.timeout
+                )
+
+    def search(
+        self,
+        f_g: np.ndarray,
+        limit: int,
+        *,
+        filter: str | None = None,  # noqa: A002 - Milvus' own name for it
+        consistency: str = "Bounded",
+    ) -> list[list[tuple[str, float, dict[str, Any]]]]:
+        """Coarse search: the ``limit`` nearest global descriptors per query.
+
+        Args:
+            f_g: (Q, Dg) query global descriptors.
+            limit: hits per query, 1..16384 (HNSW ef is set to at least ``limit``).
+            filter: optional Milvus boolean expression on the metadata fields,
+                e.g. ``'camera != "1" and captured_at > 0'``.
+            consistency: ``"Strong"`` to see every write acknowledged so far.
+
+        Returns:
+            Per query, ``(id, euclidean distance, {"person_id", "camera", "source",
+            "path", "captured_at"})`` by ascending distance.
+
+        Raises:
+            StoreError: ``limit`` above Milvus' top-k ceiling, bad filter, failure.
+            FeatureSpaceMismatch: ``f_g`` has the wrong dimension.
+        """
+        meta = self._pair()
+        rows.check_consistency(consistency)
+        if limit > MAX_TOPK:
+            raise StoreError(f"search limit {limit} exceeds Milvus' top-k maximum of {MAX_TOPK}")
+        if limit < 1:
+            raise ValueError(f"search limit must be positive, got {limit}")
+        q = rows.as_matrix("f_g", f_g, None)  # (Q, Dg)
+        self._check_dim("f_g", q.shape[1], meta.global_dim)
+        spec = self._specs["global"]
+        search = spec.search or {}
+        params = {"metric_type": search.get("metric_type", spec.index["metric_type"]), "params": {}}
+        if "ef_min" in search:
+            params["params"]["ef"] = max(limit, int(search["ef_min"]))
+        per_call = max(1, min(MAX_TOPK, _HITS_PER_CALL // limit))
+        out: list[list[tuple[str, float, dict[str, Any]]]] = []
+        for start in range(0, q.shape[0], per_call):
+            with self._wrap(f"search {self.global_name}"):
+                res = self._c.search(
+                    self.global_name,
+                    data=q[start : start + per_call],
+                    limit=limit,
+                    anns_field=spec.vector_field,
+                    filter=filter or "",
+                    output_fields=list(rows.HIT_FIELDS),
+                    search_params=params,
+                    consistency_level=consistency,
+                    timeout=self.timeout,
+                )
+                out.extend(rows.hits_to_tuples(hits) for hits in res)
+        return out
+
+    def fetch_local(self, ids: Sequence[str], *, consistency: str = "Bounded") -> np.ndarray:
+        """Local descriptors by id, in the order given.
+
+        Args:
+            ids: primary keys (repeats allowed).
+            consistency: Milvus consistency level for the read.
+
+        Returns:
+            (len(ids), Dl) float32; row k is the descriptor of ``ids[k]``.
+
+        Raises:
+            StoreError: some ids have no local descriptor (the message says how many).
+        """
+        meta = self._pair()
+        rows.check_consistency(consistency)
+        keys = rows.check_ids(ids, self._pk_len)
+        uniq = list(dict.fromkeys(keys))
+        per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * meta.local_dim)))
+        found: dict[str, np.ndarray] = {}
+        for batch in rows.chunks(uniq, per_request):
+            # strict_float32: pymilvus decodes the vectors as one float32 array, not lists
+            res = self._query(
+                self.local_name,
+                rows.in_expr("id", batch),
+                ["id", "f_l"],
+                consistency,
+                strict_float32=True,
+            )
+            for r in res:
+                found[str(r["id"])] = r["f_l"]
+        missing = [pk for pk in uniq if pk not in found]
+        if missing:
+            raise StoreError(
+                f"{len(missing)} of {len(uniq)} ids have no local descriptor in {self.local_name} "
+                f"(first missing: {missing[0]})"
+            )
+        out = np.empty((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
+        for k, pk in enumerate(keys):
+            out[k] = found[pk]
+        return out
+
+    def iterate(
+        self, *, with_vectors: bool = True, batch_size: int = 1000, consistency: str = "Strong"
+    ) -> Iterator[dict[str, Any]]:
+        """Stream the whole pair in batches, with bounded memory.
+
+        Args:
+            with_vectors: also return ``f_g`` and ``f_l``.
+            batch_size: rows per batch, 1..16384.
+            consistency: Milvus consistency level for the reads.
+
+        Yields:
+            ``{"id": list[str], "meta": list[dict], "f_g": (b, Dg), "f_l": (b, Dl)}``,
+            the vectors only when ``with_vectors``; ``meta`` holds person_id, camera,
+            source, path, captured_at, model, ingested_at.
+
+        Raises:
+            CollectionNotFound: the pair does not exist (raised on the call, not lazily).
+        """
+        meta = self._pair()
+        rows.check_consistency(consistency)
+        if not 1 <= batch_size <= MAX_TOPK:
+            raise ValueError(f"batch_size must be in 1..{MAX_TOPK}, got {batch_size}")
+        return self._iterate(meta.global_dim, with_vectors, batch_size, consistency)
+
+    def _iterate(
+        self, dim: int, with_vectors: bool, batch_size: int, consistency: str
+    ) -> Iterator[dict[str, Any]]:
+        spec = self._specs["global"]
+        scalars = spec.scalar_fields
+        fields = ["id", *scalars, *([spec.vector_field] if with_vectors else [])]
+        with self._wrap(f"iterate {self.global_name}"):
+            it = self._c.query_iterator(
+                self.global_name,
+                batch_size=batch_size,
+                filter="",
+                output_fields=fields,
+                consistency_level=consistency,
+                timeout=self.timeout,
+            )
+        try:
+            while True:
+                with self._wrap(f"iterate {self.global_name}"):
+                    page = it.next()
+                if not page:
+                    return
+                batch: dict[str, Any] = {
+                    "id": [str(r["id"]) for r in page],
+                    "meta": [rows.pick(r, scalars) for r in page],
+                }
+                if with_vectors:
+                    batch["f_g"] = rows.stack([r[spec.vector_field] for r in page], dim)  # (b, Dg)
+                    batch["f_l"] = self.fetch_local(batch["id"], consistency=consistency)  # (b, Dl)
+                yield batch
+        finally:
+            with self._wrap(f"iterate {self.global_name}"):
+                it.close()
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete images: global rows first, then local descriptors.
+
+        Args:
+            ids: primary keys; absent ones are ignored.
+
+        Returns:
+            How many of the (distinct) ids were in the global collection.
+        """
+        self._pair()
+        uniq = list(dict.fromkeys(rows.check_ids(ids, self._pk_len)))
+        deleted = 0
+        for batch in rows.chunks(uniq, ID_BATCH):
+            expr = rows.in_expr("id", batch)
+            deleted += len(self._query(self.global_name, expr, ["id"], "Strong"))
+            for collection in (self.global_name, self.local_name):
+                with self._wrap(f"delete from {collection}"):
+                    self._c.delete(collection, filter=expr, timeout=self.timeout)
+        return deleted

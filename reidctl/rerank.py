@@ -28,16 +28,23 @@ def squared_euclidean(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def rerank(
-    query_local: np.ndarray, candidates_local: np.ndarray, device: torch.device | None = None
+    query_local: np.ndarray, candidates_local: np.ndarray, device: torch.device | None = None,
+    *, coarse_distances: np.ndarray | None = None, local_weight: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Orders coarse candidates by the Euclidean distance of their local descriptors.
+    """Orders coarse candidates by the fine distance.
 
-    Ties keep the coarse order (stable sort), so the result is deterministic.
+    The fine distance is that of the full descriptor f = [f_g, sqrt(w) f_l]:
+    d^2 = d_g^2 + w * d_l^2, where d_g is the coarse (exact, as returned by the
+    index) distance and d_l the local one. Without ``coarse_distances`` it is the
+    paper's local-only re-rank, d = sqrt(w) * d_l. Ties keep the coarse order
+    (stable sort), so the result is deterministic.
 
     Args:
         query_local: (Dl,) the query's f_l.
         candidates_local: (M, Dl) the candidates' f_l, in coarse order.
         device: where to compute (CUDA when present).
+        coarse_distances: (M,) Euclidean f_g distances of the candidates, or None.
+        local_weight: w.
 
     Returns:
         order (M,) indices into the candidates, best first; distances (M,) in that order.
@@ -47,18 +54,20 @@ def rerank(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     q = torch.as_tensor(query_local, device=device, dtype=torch.float32)[None, :]  # (1, Dl)
     g = torch.as_tensor(candidates_local, device=device, dtype=torch.float32)  # (M, Dl)
-    d = squared_euclidean(q, g)[0]  # (M,)
+    d = local_weight * squared_euclidean(q, g)[0]  # (M,)
+    if coarse_distances is not None:
+        d += torch.as_tensor(coarse_distances, device=device, dtype=torch.float32) ** 2
     order = torch.sort(d, stable=True).indices
     return order.cpu().numpy(), d[order].sqrt().cpu().numpy()
 
 
 def full_distances(
-    q_global: np.ndarray, q_local: np.ndarray, g_global: torch.Tensor, g_local: torch.Tensor
+    q_global: np.ndarray, q_local: np.ndarray, g_global: torch.Tensor, g_local: torch.Tensor,
+    local_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Euclidean distance of the full descriptor f = [f_g, f_l] / sqrt(2).
+    """Euclidean distance of the full descriptor f = [f_g, sqrt(w) f_l] (exhaustive scan).
 
-    With unit-norm f_g and f_l, ||f_q - f_x||^2 = (d_g^2 + d_l^2) / 2, so the
-    concatenation is never materialised.
+    ||f_q - f_x||^2 = d_g^2 + w * d_l^2, so the concatenation is never materialised.
 
     Args:
         q_global: (Dg,), q_local: (Dl,) one query.
@@ -70,5 +79,5 @@ def full_distances(
     dev = g_global.device
     qg = torch.as_tensor(q_global, device=dev, dtype=torch.float32)[None, :]  # (1, Dg)
     ql = torch.as_tensor(q_local, device=dev, dtype=torch.float32)[None, :]  # (1, Dl)
-    d2 = squared_euclidean(qg, g_global)[0] + squared_euclidean(ql, g_local)[0]  # (N,)
-    return (d2 / 2.0).sqrt()
+    d2 = squared_euclidean(qg, g_global)[0] + local_weight * squared_euclidean(ql, g_local)[0]
+    return d2.sqrt()  # (N,)

@@ -40,7 +40,19 @@ def test_full_distance_equals_concatenated_descriptor() -> None:
     rng = np.random.default_rng(2)
     qg, ql = _unit(rng.normal(size=16)), _unit(rng.normal(size=32))
     gg, gl = _unit(rng.normal(size=(50, 16))), _unit(rng.normal(size=(50, 32)))
-    d = full_distances(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl)).numpy()
-    f_q = np.concatenate([qg, ql]) / np.sqrt(2)
-    f_g = np.concatenate([gg, gl], axis=1) / np.sqrt(2)
+    w = 0.5
+    d = full_distances(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl), w).numpy()
+    f_q = np.concatenate([qg, np.sqrt(w) * ql])
+    f_g = np.concatenate([gg, np.sqrt(w) * gl], axis=1)
     np.testing.assert_allclose(d, np.linalg.norm(f_g - f_q, axis=1), atol=1e-5)
+
+
+def test_rerank_with_coarse_distances_equals_full_descriptor_order() -> None:
+    rng = np.random.default_rng(3)
+    qg, ql = _unit(rng.normal(size=16)), _unit(rng.normal(size=32))
+    gg, gl = _unit(rng.normal(size=(80, 16))), _unit(rng.normal(size=(80, 32)))
+    coarse = np.linalg.norm(gg - qg, axis=1)
+    order, dist = rerank(ql, gl, coarse_distances=coarse, local_weight=0.5)
+    full = full_distances(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl), 0.5).numpy()
+    assert order.tolist() == np.argsort(full, kind="stable").tolist()
+    np.testing.assert_allclose(dist, np.sort(full), atol=1e-5)

@@ -57,7 +57,10 @@ def ingest(
             report = run_ingest(files, store, extractor, batch_size=batch_size, source=source,
                                 force=force, on_progress=start("ingest", len(files)))
         r = report.to_dict() | {"collection": collection, "model": extractor.fingerprint}
-        print_json(r) if json_out else render.ingest_summary(r)
+        if json_out:
+            print_json(r)
+        else:
+            render.ingest_summary(r)
 
 
 @app.command()
@@ -108,7 +111,40 @@ def evaluate(
         store = open_store(uri, name, token)
         with progress(not quiet) as start:
             report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start)
-        print_json(report) if json_out else render.eval_table(report)
+        if json_out:
+            print_json(report)
+        else:
+            render.eval_table(report)
+
+
+@app.command("fit-pca")
+def fit_pca(
+    data: Annotated[list[Path], typer.Argument(help="Training images (files or folders).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")],
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
+    dim: Annotated[int, typer.Option(min=8, max=2048, help="Dimension of f_g.")] = 128,
+    shrinkage: Annotated[float, typer.Option(min=0.0, help="Whitening shrinkage.")] = 2.0,
+    fine_weight: Annotated[float | None, typer.Option(
+        min=0.0, help="Weight of the local distance in the fine stage (default: the model's).",
+        show_default=False)] = None,
+    json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Fit the f_g PCA and the f_l stripe whitening on training images; write a checkpoint."""
+    with errors_to_exit():
+        from reidctl.data.images import discover
+        from reidctl.pipeline.fit import fit_model
+
+        files = discover(data)
+        extractor, _ = load_extractor(model, device)
+        with progress(not quiet) as start:
+            r = fit_model(extractor, files, out_path, dim=dim, shrinkage=shrinkage,
+                          fine_weight=fine_weight, on_progress=start("fit", len(files)))
+        if json_out:
+            print_json(r)
+        else:
+            out.print(f"wrote {r['out']} (fingerprint {r['fingerprint']}): {r['pca']}; "
+                      f"stripes: {r['stripe_whitening']}; fitted on {r['images']} images "
+                      f"({sum(r['skipped'].values())} skipped) in {r['seconds']} s")
 
 
 @app.command()

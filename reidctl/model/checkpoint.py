@@ -9,6 +9,7 @@ as plain data, so loading never needs the ``.onnx`` file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class LoadedModel:
         fingerprint: 16 hex chars, verified against the weights on load.
         extra: free-form training settings saved with it.
         path: the file it came from.
+        stripe_pca: per-stripe whitening of ``f_l`` (empty: none).
+        fine_weight: weight of the local distance in the fine stage.
     """
 
     model: ConvNet
@@ -49,6 +52,8 @@ class LoadedModel:
     fingerprint: str
     extra: dict[str, Any]
     path: Path
+    stripe_pca: tuple[PCA, ...] = ()
+    fine_weight: float = 0.5
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -76,6 +81,8 @@ def save_checkpoint(
     classes: list[str],
     extra: dict[str, Any] | None = None,
     stripes: int = 4,
+    stripe_pca: Sequence[PCA] = (),
+    fine_weight: float = 0.5,
 ) -> str:
     """Write a model and everything needed to use it to one file (atomically).
 
@@ -88,6 +95,8 @@ def save_checkpoint(
             (``len(classes) == model.num_classes``; ``[]`` without classifier).
         extra: training settings etc.: plain str/int/float/bool/None/list/dict.
         stripes: stripes of ``f_l``.
+        stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
+        fine_weight: weight of the local distance in the fine stage.
 
     Returns:
         The fingerprint stored in the file.
@@ -101,7 +110,11 @@ def save_checkpoint(
         raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     extra = dict(extra or {})
     _check_plain(extra, "extra")
-    fp = fingerprint(model, spec, pca, stripes)
+    if stripe_pca and (len(stripe_pca) != stripes or any(
+            p.in_dim != spec.channels or p.out_dim != spec.channels for p in stripe_pca)):
+        k = spec.channels
+        raise ValueError(f"stripe_pca must be {stripes} projections {k}->{k}")
+    fp = fingerprint(model, spec, pca, stripes, stripe_pca)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -112,6 +125,8 @@ def save_checkpoint(
         "classes": [str(c) for c in classes],
         "stripes": stripes,
         "pca": pca.to_dict(),
+        "stripe_pca": [p.to_dict() for p in stripe_pca],
+        "fine_weight": float(fine_weight),
         "arch": backbone_arch(model.backbone),
         "state_dict": state,
         "fingerprint": fp,
@@ -181,15 +196,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if len(classes) != num_classes:
         raise ModelError(f"{path}: {len(classes)} class names for {num_classes} classes")
     pca = PCA.from_dict(data["pca"])
+    stripe_pca = tuple(PCA.from_dict(p) for p in data.get("stripe_pca", []))
+    fine_weight = float(data.get("fine_weight", 0.5))
     if pca.in_dim != spec.channels:
         raise ModelError(f"{path}: PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     model = ConvNet(rebuild_backbone(spec.name, arch), spec.channels, num_classes)
     load_state_dict_strict(model, state, str(path))
     model.to(map_location).eval()
-    fp = fingerprint(model, spec, pca, stripes)
+    fp = fingerprint(model, spec, pca, stripes, stripe_pca)
     if fp != stored_fp:
         raise ModelError(
             f"{path}: weights do not match the stored fingerprint "
             f"({fp} != {stored_fp}); file altered?"
         )
-    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path)
+    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path, stripe_pca, fine_weight)

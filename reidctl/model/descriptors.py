@@ -10,7 +10,7 @@ by scale.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -39,12 +39,15 @@ class Descriptors(Generic[T]):
         return iter((self.global_, self.local))
 
 
-def describe(feature_map: torch.Tensor, pca: PCA, stripes: int = 4) -> Descriptors[torch.Tensor]:
+def describe(
+    feature_map: torch.Tensor, pca: PCA, stripes: int = 4, stripe_pca: Sequence[PCA] = (),
+) -> Descriptors[torch.Tensor]:
     """Compute ``f_g`` and ``f_l`` from the last convolutional map.
 
     ``f_g``: GAP over ``H x W`` -> ``K``-D, PCA -> 128-D, L2-normalise.
     ``f_l``: split ``H`` into ``stripes`` horizontal stripes, GAP each ->
-    ``K``-D, L2-normalise each stripe, concatenate, scale by
+    ``K``-D, whiten each stripe when ``stripe_pca`` is given (one ``K -> K``
+    PCA per stripe, fitted on training data), L2-normalise each stripe, concatenate, scale by
     ``1/sqrt(stripes)`` so the whole vector has unit norm.
 
     Why normalise: Euclidean distance between unit vectors is monotone in
@@ -58,6 +61,7 @@ def describe(feature_map: torch.Tensor, pca: PCA, stripes: int = 4) -> Descripto
         feature_map: ``(B, K, H, W)`` with ``H`` divisible by ``stripes``.
         pca: projection ``K -> 128`` (fitted, identity or random-orthogonal).
         stripes: number of horizontal stripes (4 in the paper).
+        stripe_pca: ``stripes`` projections ``K -> K``, or empty for none.
 
     Returns:
         ``Descriptors(global_ (B, D), local (B, stripes * K))`` tensors on the
@@ -76,6 +80,12 @@ def describe(feature_map: torch.Tensor, pca: PCA, stripes: int = 4) -> Descripto
     global_ = F.normalize(pca.transform(pooled), dim=1)  # (B, D)
     parts = feature_map.reshape(b, k, stripes, h // stripes, w)  # (B, K, stripes, h, W)
     parts = parts.mean(dim=(3, 4))  # (B, K, stripes)
+    if stripe_pca:
+        if len(stripe_pca) != stripes:
+            raise ValueError(f"{len(stripe_pca)} stripe projections for {stripes} stripes")
+        parts = torch.stack(
+            [p.transform(parts[:, :, i]) for i, p in enumerate(stripe_pca)], dim=2
+        )  # (B, K, stripes)
     parts = F.normalize(parts, dim=1)  # each stripe unit norm over K
     local = parts.transpose(1, 2).reshape(b, stripes * k)  # (B, stripes * K), stripe-major
     return Descriptors(global_, local / math.sqrt(stripes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from reidctl.model.pca import PCA
 DEFAULT_MODEL = "osnet_x0_25"
 GLOBAL_DIM = 128
 DEFAULT_STRIPES = 4
+# Fine-stage distance d^2 = d_g^2 + FINE_WEIGHT * d_l^2 (the full descriptor [f_g, sqrt(w) f_l]).
+# 0.5 was chosen on held-out CUHK03 *train* identities (docs/benchmarks.md), never on val.
+DEFAULT_FINE_WEIGHT = 0.5
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -31,6 +35,8 @@ class FeatureExtractor:
         spec: backbone spec (input size, ``K``).
         pca: ``K -> 128`` projection for ``f_g``.
         stripes: stripes of ``f_l``.
+        stripe_pca: per-stripe whitening of ``f_l`` (empty: none).
+        fine_weight: weight of the local distance in the fine stage.
         source: where the weights came from, for reports.
         device: where to run.
 
@@ -50,6 +56,8 @@ class FeatureExtractor:
         stripes: int = DEFAULT_STRIPES,
         source: str = "",
         device: str | torch.device = "cpu",
+        stripe_pca: Sequence[PCA] = (),
+        fine_weight: float = DEFAULT_FINE_WEIGHT,
     ) -> None:
         if pca.in_dim != spec.channels:
             raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
@@ -63,8 +71,10 @@ class FeatureExtractor:
         self.global_dim = pca.out_dim
         self.local_dim = stripes * spec.channels
         self.pca_kind = pca.kind
+        self.stripe_pca = tuple(p.to(self.device) for p in stripe_pca)
+        self.fine_weight = float(fine_weight)
         self.source = source
-        self.fingerprint = fingerprint(model, spec, pca, stripes)
+        self.fingerprint = fingerprint(model, spec, pca, stripes, stripe_pca)
         # (1, 3, 1, 1) each, broadcast over (B, 3, H, W)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -80,6 +90,8 @@ class FeatureExtractor:
             "stripes": self.stripes,
             "pca": self.pca_kind,
             "pca_detail": self.pca.describe(),
+            "stripe_whitening": self.stripe_pca[0].describe() if self.stripe_pca else "none",
+            "fine_weight": self.fine_weight,
             "fingerprint": self.fingerprint,
             "weights": self.source,
             "device": str(self.device),
@@ -98,6 +110,30 @@ class FeatureExtractor:
         if not batch.is_floating_point():
             raise ValueError(f"extract expects float images in [0, 1], got dtype {batch.dtype}")
 
+    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+        self._check(batch)
+        x = batch.to(self.device, torch.float32)
+        x = (x - self._mean) / self._std  # (B, 3, H, W), ImageNet-normalised
+        if self.device.type == "cpu":  # oneDNN convs run ~1.5x faster on NHWC input (measured)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def pooled(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Raw pooled features, before any projection (to fit PCA and whitening on).
+
+        Args:
+            batch: as for :meth:`extract`.
+
+        Returns:
+            GAP ``(B, K)`` and per-stripe GAP ``(B, stripes, K)``, float32 numpy.
+        """
+        fm = self.model.features(self._input(batch))  # (B, K, H, W)
+        b, k, h, w = fm.shape
+        parts = fm.reshape(b, k, self.stripes, h // self.stripes, w)  # (B, K, stripes, h, W)
+        stripes = parts.mean(dim=(3, 4)).transpose(1, 2)  # (B, stripes, K)
+        return fm.mean(dim=(2, 3)).float().cpu().numpy(), stripes.float().cpu().numpy()
+
     @torch.inference_mode()
     def extract(self, batch: torch.Tensor) -> Descriptors[np.ndarray]:
         """Descriptors of a batch of RGB images.
@@ -113,12 +149,8 @@ class FeatureExtractor:
         Raises:
             ValueError: not a float tensor of that shape.
         """
-        self._check(batch)
-        x = batch.to(self.device, torch.float32)
-        x = (x - self._mean) / self._std  # (B, 3, H, W), ImageNet-normalised
-        if self.device.type == "cpu":  # oneDNN convs run ~1.5x faster on NHWC input (measured)
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = describe(self.model.features(x), self.pca, self.stripes)
+        fm = self.model.features(self._input(batch))  # (B, K, H, W)
+        out = describe(fm, self.pca, self.stripes, self.stripe_pca)
         return Descriptors(
             out.global_.float().cpu().numpy(),
             out.local.float().cpu().numpy(),
@@ -172,5 +204,6 @@ def load_model(
         )
     loaded = load_checkpoint(path, map_location=dev)
     return FeatureExtractor(
-        loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev
+        loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev,
+        loaded.stripe_pca, loaded.fine_weight,
     )

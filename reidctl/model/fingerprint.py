@@ -7,6 +7,7 @@ another model is refused instead of silently mixing feature spaces.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -24,7 +25,10 @@ def _update_tensor(h: hashlib._Hash, name: str, tensor: torch.Tensor) -> None:
     h.update(data.numpy().tobytes())
 
 
-def fingerprint(model: nn.Module, spec: BackboneSpec, pca: PCA, stripes: int = 4) -> str:
+def fingerprint(
+    model: nn.Module, spec: BackboneSpec, pca: PCA, stripes: int = 4,
+    stripe_pca: Sequence[PCA] = (),
+) -> str:
     """16 hex characters of sha256 over everything that shapes the descriptors.
 
     Hashed, in order: backbone name, input size, ``K``, stripes; every
@@ -38,6 +42,7 @@ def fingerprint(model: nn.Module, spec: BackboneSpec, pca: PCA, stripes: int = 4
         spec: the backbone spec.
         pca: the projection used for ``f_g``.
         stripes: number of stripes of ``f_l``.
+        stripe_pca: the per-stripe whitening of ``f_l`` (empty: none).
 
     Returns:
         e.g. ``"3f9a0c1d2b4e5f60"``.
@@ -50,7 +55,10 @@ def fingerprint(model: nn.Module, spec: BackboneSpec, pca: PCA, stripes: int = 4
     for name in sorted(state):
         if not name.startswith(CLASSIFIER_PREFIX):
             _update_tensor(h, name, state[name])
-    h.update(f"pca:{pca.kind};whiten={pca.whiten};".encode())
-    for i, array in enumerate(pca.arrays()):
-        _update_tensor(h, f"pca{i}", array)
+    for prefix, p in [("pca", pca), *((f"stripe{j}.pca", sp) for j, sp in enumerate(stripe_pca))]:
+        h.update(f"{prefix}:{p.kind};whiten={p.whiten};".encode())
+        if p.shrinkage:  # absent from files written before shrinkage existed
+            h.update(f"shrinkage={p.shrinkage!r};".encode())
+        for i, array in enumerate(p.arrays()):
+            _update_tensor(h, f"{prefix}{i}", array)
     return h.hexdigest()[:FINGERPRINT_CHARS]

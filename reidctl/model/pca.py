@@ -30,7 +30,7 @@ class PCA:
         components: ``(K, D)`` float32, orthonormal columns.
         explained_variance: ``(D,)`` float32 variance along each component
             (fitted PCA only, else ``None``).
-        whiten: divide each output by ``sqrt(explained_variance + eps)``.
+        whiten: divide each output by ``sqrt(explained_variance + shrinkage * mean + eps)``.
         kind: ``"pca"``, ``"identity"`` or ``"random-orthogonal"``.
     """
 
@@ -39,6 +39,7 @@ class PCA:
     explained_variance: torch.Tensor | None = None
     whiten: bool = False
     kind: str = "pca"
+    shrinkage: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -68,7 +69,10 @@ class PCA:
         return int(self.components.shape[1])
 
     @classmethod
-    def fit(cls, features: torch.Tensor | np.ndarray, dim: int = 128, whiten: bool = False) -> PCA:
+    def fit(
+        cls, features: torch.Tensor | np.ndarray, dim: int = 128, whiten: bool = False,
+        shrinkage: float = 0.0,
+    ) -> PCA:
         """Fit on pooled features by SVD of the centred data (float64).
 
         Each component's sign is fixed so that its largest-magnitude entry is
@@ -78,6 +82,10 @@ class PCA:
             features: ``(N, K)`` training features (GAP of the feature maps).
             dim: ``D``, number of components kept, ``1 <= D <= min(N, K)``.
             whiten: scale outputs to unit variance.
+            shrinkage: with ``whiten``, add ``shrinkage`` times the mean variance to
+                every component's variance before dividing: full whitening (0)
+                amplifies noisy low-variance directions; shrinkage keeps its gain
+                on the dominant ones (measured on CUHK03 train, see docs/benchmarks.md).
 
         Returns:
             A PCA of kind ``"pca"``: mean ``(K,)``, components ``(K, D)``.
@@ -101,7 +109,7 @@ class PCA:
         signs = torch.sign(components[rows, torch.arange(dim)])  # (D,)
         components = components * signs
         variance = s[:dim] ** 2 / max(n - 1, 1)  # (D,)
-        return cls(mean.float(), components.float(), variance.float(), whiten, "pca")
+        return cls(mean.float(), components.float(), variance.float(), whiten, "pca", shrinkage)
 
     @classmethod
     def fallback(cls, in_dim: int, dim: int = 128) -> PCA:
@@ -146,7 +154,8 @@ class PCA:
         mean = self.mean.to(x.device, x.dtype)
         y = (x - mean) @ self.components.to(x.device, x.dtype)  # (N, D)
         if self.whiten and self.explained_variance is not None:
-            y = y / torch.sqrt(self.explained_variance.to(x.device, x.dtype) + WHITEN_EPS)
+            var = self.explained_variance.to(x.device, x.dtype)  # (D,)
+            y = y / torch.sqrt(var + self.shrinkage * var.mean() + WHITEN_EPS)
         return y
 
     def to(self, device: str | torch.device) -> PCA:
@@ -156,13 +165,16 @@ class PCA:
             return None if t is None else t.to(device)
 
         mean, components = self.mean.to(device), self.components.to(device)
-        return PCA(mean, components, move(self.explained_variance), self.whiten, self.kind)
+        return PCA(
+            mean, components, move(self.explained_variance), self.whiten, self.kind, self.shrinkage
+        )
 
     def describe(self) -> str:
         """One line for reports, e.g. ``"pca 1024->128 (fitted, whitened)"``."""
         dims = f"{self.in_dim}->{self.out_dim}"
         if self.kind == "pca":
-            return f"pca {dims} (fitted{', whitened' if self.whiten else ''})"
+            shrink = f", whitened, shrinkage {self.shrinkage:g}" if self.whiten else ""
+            return f"pca {dims} (fitted{shrink})"
         if self.kind == "identity":
             return f"identity {dims} (no PCA fitted)"
         return f"random-orthogonal {dims} (seed {FALLBACK_SEED}, no PCA fitted)"
@@ -185,6 +197,7 @@ class PCA:
             "mean": self.mean.detach().cpu().clone(),
             "components": self.components.detach().cpu().clone(),
             "explained_variance": variance,
+            "shrinkage": float(self.shrinkage),
         }
 
     @classmethod
@@ -202,6 +215,7 @@ class PCA:
                 explained_variance=None if variance is None else variance.float(),
                 whiten=bool(data["whiten"]),
                 kind=str(data["kind"]),
+                shrinkage=float(data.get("shrinkage", 0.0)),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ModelError(f"malformed PCA in checkpoint: {exc}") from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +22,46 @@ def to_batch(pixels: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(pixels)).float().div_(255.0)  # (B, 3, H, W)
 
 
+def decoded_batches(
+    paths: Sequence[Path | str], size: tuple[int, int], batch_size: int, *, strict: bool,
+    on_skip: Callable[[Path | str, str], None] | None = None,
+) -> Iterator[tuple[int, list[Path | str], torch.Tensor]]:
+    """Decodes images in two threads, batch by batch.
+
+    Args:
+        strict: a missing or unusable image raises InputError; otherwise it is
+            passed to ``on_skip(path, reason)`` and left out.
+
+    Yields:
+        (paths read, paths kept in the batch, (B, 3, H, W) float tensor in [0, 1]).
+    """
+    def _load(p: Path | str) -> np.ndarray | str:
+        if not Path(p).is_file():
+            if strict:
+                raise InputError(f"query image does not exist: {p}")
+            return "missing"
+        try:
+            return load(p, size)[1].pixels
+        except SkipImage as e:
+            if strict:
+                raise InputError(f"cannot use query image {p}: {e}") from None
+            return e.reason
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            kept: list[Path | str] = []
+            pixels: list[np.ndarray] = []
+            for p, px in zip(chunk, pool.map(_load, chunk), strict=True):
+                if isinstance(px, str):
+                    if on_skip:
+                        on_skip(p, px)
+                else:
+                    kept.append(p)
+                    pixels.append(px)
+            yield len(chunk), kept, (to_batch(pixels) if pixels else torch.zeros(0, 3, *size))
+
+
 def extract_files(
     extractor: FeatureExtractor, paths: Sequence[Path | str], batch_size: int = 32,
     on_progress: ProgressFn | None = None,
@@ -34,26 +74,14 @@ def extract_files(
     Raises:
         InputError: a path is missing or is not a usable image.
     """
-    size = extractor.input_size
     out_g: list[np.ndarray] = []
     out_l: list[np.ndarray] = []
-
-    def _load(p: Path | str) -> np.ndarray:
-        if not Path(p).is_file():
-            raise InputError(f"query image does not exist: {p}")
-        try:
-            return load(p, size)[1].pixels
-        except SkipImage as e:
-            raise InputError(f"cannot use query image {p}: {e}") from None
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for start in range(0, len(paths), batch_size):
-            pixels = list(pool.map(_load, paths[start:start + batch_size]))
-            d = extractor.extract(to_batch(pixels))
-            out_g.append(d.global_)
-            out_l.append(d.local)
-            if on_progress:
-                on_progress(len(pixels))
+    for n, _, batch in decoded_batches(paths, extractor.input_size, batch_size, strict=True):
+        d = extractor.extract(batch)
+        out_g.append(d.global_)
+        out_l.append(d.local)
+        if on_progress:
+            on_progress(n)
     return np.concatenate(out_g), np.concatenate(out_l)
 
 

@@ -93,6 +93,7 @@ def evaluate(
     scores: dict[str, list[QueryScore]] = {k: [] for k in METHODS}
     times: dict[str, list[float]] = {k: [] for k in METHODS}
     ranks: dict[str, np.ndarray] = {k: np.full((len(queries), n), n, np.int64) for k in METHODS}
+    w = extractor.fine_weight
     advance = stage("search", len(queries))
     for qi, q in enumerate(queries):
         good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
@@ -101,11 +102,12 @@ def evaluate(
         coarse = coarse_search(store, q_g[qi], m_eff, consistency=STRONG)
         times["coarse"].append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
-        fine, _ = c2f(store, q_g[qi], q_l[qi], m_eff, device, consistency=STRONG)
+        fine, _ = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w, consistency=STRONG)
         times["c2f"].append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
         linear = torch.argsort(
-            full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l), stable=True).cpu().numpy()
+            full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l, w), stable=True
+        ).cpu().numpy()
         times["linear"].append((time.perf_counter() - t) * 1e3)
         rankings = {
             "coarse": np.array([index[c.id] for c in coarse], dtype=np.int64),

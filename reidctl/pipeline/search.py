@@ -1,4 +1,4 @@
-"""Search: query -> Conv-Net -> coarse top-M in ``global`` -> fetch f_l from ``local`` -> re-rank."""
+"""Search: query -> Conv-Net -> coarse top-M in ``global`` -> f_l from ``local`` -> re-rank."""
 
 from __future__ import annotations
 
@@ -67,13 +67,17 @@ def coarse_search(
 
 def fine_rerank(
     store: MilvusStore, q_local: np.ndarray, candidates: list[Candidate], device: torch.device,
-    *, consistency: str = "Bounded", timings: Timings | None = None,
+    *, fine_weight: float, consistency: str = "Bounded", timings: Timings | None = None,
 ) -> list[Candidate]:
-    """Re-ranks coarse candidates by their local descriptors fetched from ``local``."""
+    """Re-ranks coarse candidates by the full-descriptor distance sqrt(d_g^2 + w d_l^2).
+
+    Only f_l is fetched (from ``local``): d_g comes with the coarse result.
+    """
     t0 = time.perf_counter()
     f_l = store.fetch_local([c.id for c in candidates], consistency=consistency)  # (M, Dl)
     t1 = time.perf_counter()
-    order, dist = rerank(q_local, f_l, device)
+    coarse = np.array([c.distance for c in candidates], dtype=np.float32)  # (M,)
+    order, dist = rerank(q_local, f_l, device, coarse_distances=coarse, local_weight=fine_weight)
     out = [Candidate(candidates[i].id, float(d), candidates[i].meta)
            for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
     if timings is not None:
@@ -84,7 +88,7 @@ def fine_rerank(
 
 def c2f(
     store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int, device: torch.device,
-    *, filter: str | None = None, consistency: str = "Bounded",
+    *, fine_weight: float, filter: str | None = None, consistency: str = "Bounded",
 ) -> tuple[list[Candidate], Timings]:
     """Coarse-to-fine search for one query: the re-ranked top-``m``."""
     timings = Timings()
@@ -93,8 +97,8 @@ def c2f(
     timings.coarse = (time.perf_counter() - t0) * 1e3
     if not cands:
         return [], timings
-    return fine_rerank(store, q_local, cands, device, consistency=consistency,
-                       timings=timings), timings
+    return fine_rerank(store, q_local, cands, device, fine_weight=fine_weight,
+                       consistency=consistency, timings=timings), timings
 
 
 def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
@@ -123,6 +127,7 @@ def search(
     m = max(m, top_k)
     results = []
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
-        ranked, timings = c2f(store, g, loc, m, device, filter=filter)
+        ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
+                              filter=filter)
         results.append(QueryResult(str(path), to_hits(ranked, top_k), timings))
     return results

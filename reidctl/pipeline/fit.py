@@ -1,0 +1,88 @@
+"""Fitting the descriptor projections (PCA of f_g, whitening of f_l stripes) on training images."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reidctl.errors import InputError
+from reidctl.model import PCA, FeatureExtractor, save_checkpoint
+from reidctl.pipeline.common import ProgressFn, decoded_batches
+
+DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
+
+
+def fit_projections(
+    extractor: FeatureExtractor, files: Sequence[Path], *, dim: int = 128,
+    shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = 64,
+    on_progress: ProgressFn | None = None,
+) -> tuple[PCA, list[PCA], Counter[str]]:
+    """Fits the f_g PCA (K -> dim, whitened with shrinkage) and one K -> K whitening per stripe.
+
+    Returns:
+        (global PCA, per-stripe PCAs, skipped files by reason).
+
+    Raises:
+        InputError: fewer usable images than dimensions to fit.
+    """
+    skipped: Counter[str] = Counter()
+    pooled: list[np.ndarray] = []
+    stripes: list[np.ndarray] = []
+    batches = decoded_batches(files, extractor.input_size, batch_size, strict=False,
+                              on_skip=lambda _p, reason: skipped.update([reason]))
+    for n_read, kept, batch in batches:
+        if kept:
+            g, s = extractor.pooled(batch)  # (B, K), (B, stripes, K)
+            pooled.append(g)
+            stripes.append(s)
+        if on_progress:
+            on_progress(n_read)
+    n = sum(len(g) for g in pooled)
+    k = extractor.spec.channels
+    if n <= max(dim, k):
+        raise InputError(f"need more than {max(dim, k)} usable training images to fit, got {n}")
+    g_all = np.concatenate(pooled)  # (N, K)
+    s_all = np.concatenate(stripes)  # (N, stripes, K)
+    pca = PCA.fit(g_all, dim=dim, whiten=True, shrinkage=shrinkage)
+    stripe_pca = [PCA.fit(s_all[:, i], dim=k, whiten=True, shrinkage=shrinkage)
+                  for i in range(s_all.shape[1])]
+    return pca, stripe_pca, skipped
+
+
+def fit_model(
+    extractor: FeatureExtractor, files: Sequence[Path], out: Path, *, dim: int = 128,
+    shrinkage: float = DEFAULT_SHRINKAGE, fine_weight: float | None = None,
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """Fits the projections and writes a self-describing checkpoint with them.
+
+    Returns:
+        A report: images used, skipped, fingerprint, output path, seconds.
+    """
+    t0 = time.perf_counter()
+    pca, stripe_pca, skipped = fit_projections(
+        extractor, files, dim=dim, shrinkage=shrinkage, on_progress=on_progress)
+    model = extractor.model
+    if model.num_classes:
+        model.drop_classifier()  # descriptors never use it; a fitted model is for retrieval
+    used = len(files) - sum(skipped.values())
+    weight = extractor.fine_weight if fine_weight is None else fine_weight
+    extra = {
+        "fitted_on": sorted({str(Path(f).parent) for f in files})[:20],
+        "fit_images": used,
+        "fit_skipped": dict(skipped),
+        "pca_dim": dim,
+        "shrinkage": shrinkage,
+        "base_model": extractor.source,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    fp = save_checkpoint(out, model, extractor.spec, pca, [], extra, extractor.stripes,
+                         stripe_pca, weight)
+    return {"out": str(out), "fingerprint": fp, "images": used, "skipped": dict(skipped),
+            "pca": pca.describe(), "stripe_whitening": stripe_pca[0].describe(),
+            "fine_weight": weight, "seconds": round(time.perf_counter() - t0, 1)}

@@ -7,6 +7,13 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 data="${REIDCTL_CUHK03:-$here/../shared/datasets/cuhk03-labeled-pair1}"
 export REIDCTL_URI="${REIDCTL_URI:-$here/reidctl.db}"
 reidctl="${REIDCTL_BIN:-$here/.venv/bin/reidctl}"
+model="${REIDCTL_MODEL:-$here/runs/osnet_x0_25_cuhk03.pt}"
+
+if [ ! -f "$model" ]; then
+  echo "== fit the f_g PCA and f_l stripe whitening on CUHK03 train (OSNet-x0.25 weights, no training)"
+  "$reidctl" fit-pca "$data/train" --out "$model"
+fi
+export REIDCTL_MODEL="$model"
 
 echo "== ingest $data/val (camera B = gallery) into $REIDCTL_URI"
 "$reidctl" ingest "$data"/val/*_0[5-9].jpg --collection cuhk03_val

@@ -75,3 +75,18 @@ def test_dict_round_trip() -> None:
     assert fallback.kind == "random-orthogonal" and fallback.explained_variance is None
     with pytest.raises(ModelError):
         PCA.from_dict({"kind": "pca"})
+
+
+def test_shrinkage_whitening_matches_numpy_and_round_trips() -> None:
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 16)) * np.linspace(5, 0.1, 16)).astype(np.float32)
+    pca = PCA.fit(x, dim=8, whiten=True, shrinkage=2.0)
+    xc = x.astype(np.float64) - x.mean(0)
+    var, vec = np.linalg.eigh(np.cov(xc.T))
+    var, vec = var[::-1][:8], vec[:, ::-1][:, :8]
+    ref = xc @ vec / np.sqrt(var + 2.0 * var.mean())
+    got = pca.transform(torch.from_numpy(x)).double().numpy()
+    np.testing.assert_allclose(np.abs(got), np.abs(ref), rtol=1e-3, atol=1e-4)  # signs may flip
+    back = PCA.from_dict(pca.to_dict())
+    assert back.shrinkage == 2.0 and "shrinkage 2" in back.describe()
+    torch.testing.assert_close(back.transform(torch.from_numpy(x)), pca.transform(torch.from_numpy(x)))

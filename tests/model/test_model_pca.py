@@ -89,4 +89,5 @@ def test_shrinkage_whitening_matches_numpy_and_round_trips() -> None:
     np.testing.assert_allclose(np.abs(got), np.abs(ref), rtol=1e-3, atol=1e-4)  # signs may flip
     back = PCA.from_dict(pca.to_dict())
     assert back.shrinkage == 2.0 and "shrinkage 2" in back.describe()
-    torch.testing.assert_close(back.transform(torch.from_numpy(x)), pca.transform(torch.from_numpy(x)))
+    xt = torch.from_numpy(x)
+    torch.testing.assert_close(back.transform(xt), pca.transform(xt))

@@ -1,0 +1,43 @@
+"""Ctrl-C during a real ingest subprocess: one line, exit 130, and a rerun completes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REIDCTL = [sys.executable, "-m", "reidctl.cli.main"]
+
+
+def test_sigint_during_ingest_then_resume(tmp_path: Path, val_images: list[Path]) -> None:
+    uri = str(tmp_path / "i.db")
+    folder = val_images[0].parent
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([*REIDCTL, "ingest", str(folder), "--uri", uri, "--batch-size", "16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not Path(uri).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(4.0)  # model loaded, batches being written
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # finished before the signal on a fast machine: nothing to check
+        return
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["error: interrupted"]
+
+    done = subprocess.run([*REIDCTL, "ingest", str(folder), "--uri", uri, "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    assert r["ingested"] + r["unchanged"] + r["updated"] == len(val_images)
+    assert r["unchanged"] > 0  # what the first run stored was not recomputed
+    info = subprocess.run([*REIDCTL, "info", "--uri", uri, "--json"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    d = json.loads(info.stdout)
+    assert d["global_count"] == d["local_count"] == len(val_images)

@@ -58,5 +58,8 @@ def eval_table(r: dict) -> None:
             f"{name} {m['single_shot']['rank1']:.1f}/{m['single_shot']['rank5']:.1f}/"
             f"{m['single_shot']['rank10']:.1f}" for name, m in r["methods"].items())
         out.print(f"single-shot CMC rank-1/5/10 (20 draws): {ss}")
+    st = r["c2f_stages_ms_p50"]
+    out.print(f"c2f stages (p50): coarse {st['coarse']:.1f} ms, fetch f_l {st['fetch']:.1f} ms, "
+              f"re-rank {st['rerank']:.1f} ms; fine distance {r['fine_distance']}")
     out.print(f"query feature extraction: {r['extract_ms_per_query']:.1f} ms per query (not in the "
               "retrieval times); AP counts relevant images the coarse stage cut off as misses")

@@ -94,6 +94,7 @@ def evaluate(
     times: dict[str, list[float]] = {k: [] for k in METHODS}
     ranks: dict[str, np.ndarray] = {k: np.full((len(queries), n), n, np.int64) for k in METHODS}
     w = extractor.fine_weight
+    stages: dict[str, list[float]] = {"coarse": [], "fetch": [], "rerank": []}
     advance = stage("search", len(queries))
     for qi, q in enumerate(queries):
         good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
@@ -102,8 +103,10 @@ def evaluate(
         coarse = coarse_search(store, q_g[qi], m_eff, consistency=STRONG)
         times["coarse"].append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
-        fine, _ = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w, consistency=STRONG)
+        fine, stage_ms = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w, consistency=STRONG)
         times["c2f"].append((time.perf_counter() - t) * 1e3)
+        for name in stages:
+            stages[name].append(getattr(stage_ms, name))
         t = time.perf_counter()
         linear = torch.argsort(
             full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l, w), stable=True
@@ -137,6 +140,8 @@ def evaluate(
         "M": m_eff,
         "collection": store.name,
         "extract_ms_per_query": extract_ms,
+        "c2f_stages_ms_p50": {k: float(np.percentile(v, 50)) for k, v in stages.items()},
+        "fine_distance": f"sqrt(d_g^2 + {w:g} * d_l^2)",
         "ingest": report.to_dict(),
         "methods": methods,
     }

@@ -103,7 +103,8 @@ def evaluate(
         coarse = coarse_search(store, q_g[qi], m_eff, consistency=STRONG)
         times["coarse"].append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
-        fine, stage_ms = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w, consistency=STRONG)
+        fine, stage_ms = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w,
+                             consistency=STRONG)
         times["c2f"].append((time.perf_counter() - t) * 1e3)
         for name in stages:
             stages[name].append(getattr(stage_ms, name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from reidctl.cli.common import out
@@ -20,6 +22,14 @@ def ingest_summary(r: dict) -> None:
         out.print(f"    {ex['path']}: {ex['reason']}")
 
 
+def _short(path: str) -> str:
+    """The path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def search_results(results: list[dict]) -> None:
     """Prints one table of ranked hits per query."""
     for res in results:
@@ -27,11 +37,12 @@ def search_results(results: list[dict]) -> None:
         title = (f"{res['query']}  (coarse {ms['coarse']:.1f} ms, fetch {ms['fetch']:.1f} ms, "
                  f"re-rank {ms['rerank']:.1f} ms)")
         table = Table(title=title, title_justify="left")
-        for col in ("rank", "distance", "person", "camera", "path"):
+        for col in ("rank", "distance", "person", "camera"):
             table.add_column(col, justify="right" if col in ("rank", "distance") else "left")
+        table.add_column("path", overflow="fold")
         for h in res["hits"]:
             table.add_row(str(h["rank"]), f"{h['distance']:.4f}", h["person_id"] or "?",
-                          h["camera"] or "?", h["path"])
+                          h["camera"] or "?", _short(h["path"]))
         if not res["hits"]:
             table.add_row("-", "-", "-", "-", "(the collection is empty)")
         out.print(table)

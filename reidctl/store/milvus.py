@@ -185,6 +185,11 @@ class MilvusStore(CollectionPair):
         Returns:
             (len(ids), Dl) float32; row k is the descriptor of ``ids[k]``.
 
+        A weaker-than-Strong read that misses ids (on a server, rows written in the
+        last seconds may not be visible to it yet) is retried once with Strong
+        consistency for the missing ids only, so the fast path stays fast and a
+        fresh candidate is never dropped.
+
         Raises:
             StoreError: some ids have no local descriptor (the message says how many).
         """
@@ -192,9 +197,25 @@ class MilvusStore(CollectionPair):
         rows.check_consistency(consistency)
         keys = rows.check_ids(ids, self._pk_len)
         uniq = list(dict.fromkeys(keys))
-        per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * meta.local_dim)))
+        found = self._fetch(uniq, meta.local_dim, consistency)
+        missing = [pk for pk in uniq if pk not in found]
+        if missing and consistency != "Strong":
+            found.update(self._fetch(missing, meta.local_dim, "Strong"))
+            missing = [pk for pk in uniq if pk not in found]
+        if missing:
+            raise StoreError(
+                f"{len(missing)} of {len(uniq)} ids have no local descriptor in {self.local_name} "
+                f"(first missing: {missing[0]})"
+            )
+        out = np.empty((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
+        for k, pk in enumerate(keys):
+            out[k] = found[pk]
+        return out
+
+    def _fetch(self, ids: list[str], local_dim: int, consistency: str) -> dict[str, np.ndarray]:
+        per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * local_dim)))
         found: dict[str, np.ndarray] = {}
-        for batch in rows.chunks(uniq, per_request):
+        for batch in rows.chunks(ids, per_request):
             # strict_float32: pymilvus decodes the vectors as one float32 array, not lists
             res = self._query(
                 self.local_name,
@@ -205,16 +226,7 @@ class MilvusStore(CollectionPair):
             )
             for r in res:
                 found[str(r["id"])] = r["f_l"]
-        missing = [pk for pk in uniq if pk not in found]
-        if missing:
-            raise StoreError(
-                f"{len(missing)} of {len(uniq)} ids have no local descriptor in {self.local_name} "
-                f"(first missing: {missing[0]})"
-            )
-        out = np.empty((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
-        for k, pk in enumerate(keys):
-            out[k] = found[pk]
-        return out
+        return found
 
     def iterate(
         self, *, with_vectors: bool = True, batch_size: int = 1000, consistency: str = "Strong"
@@ -238,6 +250,10 @@ class MilvusStore(CollectionPair):
         rows.check_consistency(consistency)
         if not 1 <= batch_size <= MAX_TOPK:
             raise ValueError(f"batch_size must be in 1..{MAX_TOPK}, got {batch_size}")
+        if consistency == "Strong":
+            # The query iterator does not apply the level on a 2.3 server (rows written
+            # just before come back missing); one strong read first makes them visible.
+            self._count(self.global_name)
         return self._iterate(meta.global_dim, with_vectors, batch_size, consistency)
 
     def _iterate(

@@ -33,8 +33,8 @@ def subset(val_images: list[Path]) -> list[Path]:
 
 
 @pytest.fixture()
-def store(tmp_path: Path):  # noqa: ANN201
-    s = MilvusStore(str(tmp_path / "t.db"), "t")
+def store(milvus_uri: str):  # noqa: ANN201
+    s = MilvusStore(milvus_uri, "t")
     yield s
     s.close()
 

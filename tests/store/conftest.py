@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,13 +51,8 @@ def make_gallery(n: int = 300, seed: int = 0, tag: str = "a") -> Gallery:
 
 
 @pytest.fixture
-def lite_uri(tmp_path: Path) -> str:
-    return str(tmp_path / "store.db")
-
-
-@pytest.fixture
-def store(lite_uri: str) -> Iterator[MilvusStore]:
-    with MilvusStore(lite_uri) as s:
+def store(milvus_uri: str) -> Iterator[MilvusStore]:
+    with MilvusStore(milvus_uri) as s:
         s.create(global_dim=GLOBAL_DIM, local_dim=LOCAL_DIM, model=MODEL)
         yield s
 

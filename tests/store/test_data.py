@@ -104,7 +104,8 @@ def test_search_metadata_and_filter(filled: MilvusStore, gallery: Gallery) -> No
 
 
 def test_search_limits_and_errors(filled: MilvusStore, gallery: Gallery) -> None:
-    assert len(filled.search(gallery.f_g[:1], 16384)[0]) == 300  # fewer rows than the limit
+    rows = filled.search(gallery.f_g[:1], 16384, consistency="Strong")[0]
+    assert len(rows) == 300  # fewer rows than the limit
     with pytest.raises(StoreError, match="16384"):
         filled.search(gallery.f_g[:1], 16385)
     with pytest.raises(FeatureSpaceMismatch):

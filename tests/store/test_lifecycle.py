@@ -13,12 +13,12 @@ from reidctl.store import MilvusStore, StoreInfo, connect
 from tests.store.conftest import GLOBAL_DIM, LOCAL_DIM, MODEL, Gallery
 
 
-def test_create_then_info(store: MilvusStore, lite_uri: str) -> None:
+def test_create_then_info(store: MilvusStore, milvus_uri: str) -> None:
     assert store.exists()
     assert (store.global_name, store.local_name) == ("gallery_global", "gallery_local")
     info = store.info()
     assert isinstance(info, StoreInfo)
-    assert info.uri == lite_uri and info.name == "gallery"
+    assert info.uri == milvus_uri and info.name == "gallery"
     assert (info.global_count, info.local_count) == (0, 0)
     assert (info.global_dim, info.local_dim) == (GLOBAL_DIM, LOCAL_DIM)
     assert info.model == MODEL
@@ -51,10 +51,10 @@ def test_check_model(store: MilvusStore) -> None:
     assert MODEL["fingerprint"] in str(err.value) and "other-fp" in str(err.value)
 
 
-def test_collection_not_made_by_reidctl_is_refused(lite_uri: str) -> None:
-    plain = MilvusClient(lite_uri)
+def test_collection_not_made_by_reidctl_is_refused(milvus_uri: str) -> None:
+    plain = MilvusClient(milvus_uri)
     plain.create_collection("gallery_global", dimension=GLOBAL_DIM)
-    with MilvusStore(lite_uri) as store:
+    with MilvusStore(milvus_uri) as store:
         with pytest.raises(FeatureSpaceMismatch, match="not created by reidctl"):
             store.create(global_dim=GLOBAL_DIM, local_dim=LOCAL_DIM, model=MODEL)
         assert not plain.has_collection("gallery_local")  # nothing half-created
@@ -63,8 +63,8 @@ def test_collection_not_made_by_reidctl_is_refused(lite_uri: str) -> None:
             store.info()
 
 
-def test_missing_pair(lite_uri: str) -> None:
-    with connect(lite_uri, "nothing_here") as store:
+def test_missing_pair(milvus_uri: str) -> None:
+    with connect(milvus_uri, "nothing_here") as store:
         assert not store.exists()
         with pytest.raises(CollectionNotFound, match="nothing_here"):
             store.info()
@@ -73,9 +73,9 @@ def test_missing_pair(lite_uri: str) -> None:
                 call()
 
 
-def test_half_created_pair_is_completed(store: MilvusStore, lite_uri: str) -> None:
-    MilvusClient(lite_uri).drop_collection(store.local_name)
-    with MilvusStore(lite_uri) as again:
+def test_half_created_pair_is_completed(store: MilvusStore, milvus_uri: str) -> None:
+    MilvusClient(milvus_uri).drop_collection(store.local_name)
+    with MilvusStore(milvus_uri) as again:
         assert not again.exists()
         with pytest.raises(CollectionNotFound, match="gallery_local"):
             again.info()
@@ -91,23 +91,27 @@ def test_drop(store: MilvusStore) -> None:
         store.count()
 
 
-def test_pairs_are_independent(store: MilvusStore, lite_uri: str) -> None:
-    with MilvusStore(lite_uri, "other") as other:
+def test_pairs_are_independent(store: MilvusStore, milvus_uri: str) -> None:
+    with MilvusStore(milvus_uri, "other") as other:
         other.create(global_dim=64, local_dim=256, model={"fingerprint": "fp-other"})
         assert other.info().global_dim == 64
     assert store.info().global_dim == GLOBAL_DIM
 
 
 def test_reopen_after_restart_loads_the_collections(
-    filled: MilvusStore, gallery: Gallery, lite_uri: str
+    filled: MilvusStore, gallery: Gallery, milvus_uri: str
 ) -> None:
     # A restarted Milvus Lite (like a released server collection) comes back unloaded.
-    from milvus_lite.server_manager import server_manager_instance
-
     filled.flush()
     filled.close()
-    server_manager_instance.release_server(lite_uri)
-    with MilvusStore(lite_uri) as store:
+    if "://" in milvus_uri:
+        MilvusClient(milvus_uri).release_collection(filled.global_name)
+        MilvusClient(milvus_uri).release_collection(filled.local_name)
+    else:
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(milvus_uri)
+    with MilvusStore(milvus_uri) as store:
         assert store.count() == 300
         assert store.search(gallery.f_g[:1], 1)[0][0][0] == gallery.ids[0]
         assert sum(len(b["id"]) for b in store.iterate(with_vectors=False)) == 300
@@ -119,7 +123,7 @@ def test_closed_store_refuses(store: MilvusStore) -> None:
         store.count()
 
 
-def test_lite_uri_in_missing_directory(tmp_path: Path) -> None:
+def test_milvus_uri_in_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         MilvusStore(str(tmp_path / "no" / "such" / "dir" / "x.db"))
     with pytest.raises(StoreError, match=r"\.db"):

@@ -70,7 +70,7 @@ def main() -> None:
         vcam = np.array(["A" if int(f.name[5:7]) < 5 else "B" for f in vf])
         sets["val (reference only)"] = (None, vg, vs, np.array([f.name[:4] for f in vf]), vcam)
     weights = [0.0, 0.25, 0.5, 1.0, 2.0]
-    print("shrinkage | set | coarse mAP | " + " | ".join(f"w={w}" for w in weights)
+    print("shrinkage | set | " + " | ".join(f"w={w}" for w in weights)
           + " | local only")
     for shrink in [None, 0.0, 1.0, 2.0, 4.0]:
         if shrink is None:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
 
 DEFAULT_URI = "./reidctl.db"
@@ -93,14 +95,21 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def open_store(uri: str, collection: str, token: str | None):  # noqa: ANN201 - lazy import
+def open_store(  # noqa: ANN201 - lazy import
+    uri: str, collection: str, token: str | None, ctx: typer.Context | None = None,
+):
+    """Opens the collection pair with the connection settings of the top-level options."""
     from reidctl.store import MilvusStore
 
+    base = ctx.obj if ctx is not None and isinstance(ctx.obj, Connection) else Connection()
+    conn = base.with_uri(uri)
+    if token:
+        conn = replace(conn, token=token)
     if "://" not in uri:
         parent = Path(uri).expanduser().resolve().parent
         if not parent.is_dir():
             raise InputError(f"folder of the database file does not exist: {parent}")
-    return MilvusStore(uri, collection, token=token)
+    return MilvusStore(conn, collection)
 
 
 def load_extractor(model: str, device: str):  # noqa: ANN201 - lazy import

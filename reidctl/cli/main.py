@@ -33,10 +33,51 @@ app = typer.Typer(
 )
 
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="cuhk03 or market1501.")]
+_CONN = "Connection (server)"
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option(
+        envvar="REIDCTL_USER", help="Server user name.", rich_help_panel=_CONN)] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="REIDCTL_PASSWORD", help="Server password (prefer the environment variable).",
+        rich_help_panel=_CONN, show_default=False)] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="REIDCTL_DB", help="Milvus database name.", rich_help_panel=_CONN)] = None,
+    tls: Annotated[bool, typer.Option(
+        envvar="REIDCTL_TLS", help="Use TLS (implied by https:// or a CA file).",
+        rich_help_panel=_CONN)] = False,
+    tls_ca: Annotated[Path | None, typer.Option(
+        envvar="REIDCTL_TLS_CA", help="CA or server certificate (PEM) to verify the server.",
+        rich_help_panel=_CONN)] = None,
+    tls_server_name: Annotated[str | None, typer.Option(
+        envvar="REIDCTL_TLS_SERVER_NAME", help="Name in the server certificate.",
+        rich_help_panel=_CONN)] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        envvar="REIDCTL_TLS_CERT", help="Client certificate (PEM) for mutual TLS.",
+        rich_help_panel=_CONN)] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        envvar="REIDCTL_TLS_KEY", help="Client key (PEM) for mutual TLS.",
+        rich_help_panel=_CONN)] = None,
+    timeout: Annotated[float, typer.Option(
+        envvar="REIDCTL_TIMEOUT", min=0.1, help="Seconds allowed per database call.",
+        rich_help_panel=_CONN)] = 30.0,
+) -> None:
+    """Person re-identification as image retrieval on Milvus."""
+    from reidctl.config import Connection
+
+    ctx.obj = Connection(
+        user=user, password=password, db_name=db, tls=tls,
+        ca_file=str(tls_ca) if tls_ca else None, server_name=tls_server_name,
+        client_cert=str(tls_cert) if tls_cert else None,
+        client_key=str(tls_key) if tls_key else None, timeout=timeout)
 
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
     uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
     model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
@@ -51,7 +92,7 @@ def ingest(
         from reidctl.pipeline.ingest import ingest as run_ingest
 
         files = discover(paths)
-        store = open_store(uri, collection, token)
+        store = open_store(uri, collection, token, ctx)
         extractor, _ = load_extractor(model, device)
         with progress(not quiet) as start:
             report = run_ingest(files, store, extractor, batch_size=batch_size, source=source,
@@ -65,6 +106,7 @@ def ingest(
 
 @app.command()
 def search(
+    ctx: typer.Context,
     images: Annotated[list[Path], typer.Argument(help="Query image(s).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000)] = 10,
     m: Annotated[int, typer.Option("--m", min=1, max=16384,
@@ -76,7 +118,7 @@ def search(
     with errors_to_exit():
         from reidctl.pipeline.search import search as run_search
 
-        store = open_store(uri, collection, token)
+        store = open_store(uri, collection, token, ctx)
         extractor, dev = load_extractor(model, device)
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev)
         rows = [r.to_dict() for r in results]
@@ -88,6 +130,7 @@ def search(
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     dataset: DatasetArg,
     root: Annotated[Path, typer.Option("--root", help="Dataset folder.")],
     m: Annotated[int, typer.Option("--m", min=1, max=16384)] = 500,
@@ -108,7 +151,7 @@ def evaluate(
         protocol = load_protocol(dataset, root)
         extractor, dev = load_extractor(model, device)
         name = collection or f"eval_{dataset}_{extractor.fingerprint}"
-        store = open_store(uri, name, token)
+        store = open_store(uri, name, token, ctx)
         with progress(not quiet) as start:
             report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start)
         if json_out:
@@ -149,12 +192,13 @@ def fit_pca(
 
 @app.command()
 def info(
+    ctx: typer.Context,
     uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
     json_out: JsonOpt = False,
 ) -> None:
     """Show a collection pair: row counts, dimensions, index and model fingerprint."""
     with errors_to_exit():
-        store = open_store(uri, collection, token)
+        store = open_store(uri, collection, token, ctx)
         i = store.info()
         d = i.__dict__ if hasattr(i, "__dict__") else dict(i)
         if json_out:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import grpc
 from pymilvus.exceptions import MilvusException
 
+from reidctl.config import Connection
 from reidctl.errors import CollectionNotFound, ReidctlError, StoreError
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,7 @@ def redact_uri(uri: str) -> str:
 def secrets_of(token: str | None) -> tuple[str, ...]:
     """The strings that must never appear in a message: the token and, for a
     ``user:password`` token, the password."""
-    if not token:
-        return ()
-    parts = {token, token.split(":", 1)[-1]}
-    return tuple(sorted((p for p in parts if p), key=len, reverse=True))
+    return Connection(token=token).secrets
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -26,8 +26,9 @@ from urllib.parse import urlparse
 from pymilvus import MilvusClient
 from pymilvus.client.types import LoadState
 
+from reidctl.config import Connection
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, StoreError
-from reidctl.store._wrap import redact_uri, secrets_of, wrapped
+from reidctl.store._wrap import redact_uri, wrapped
 from reidctl.store.schema import META_KEY, ROLES, PairMeta, build_schema, load_spec, parse_record
 
 log = logging.getLogger(__name__)
@@ -83,16 +84,20 @@ class CollectionPair:
     """
 
     def __init__(
-        self, uri: str, name: str = "gallery", *, token: str | None = None, timeout: float = 30.0
+        self, uri: str | Connection, name: str = "gallery", *, token: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Connect.
 
         Args:
             uri: a Milvus Lite file path ending in ``.db`` (its directory must exist)
-                or a server URI such as ``http://127.0.0.1:19530``.
+                or a server URI such as ``http://127.0.0.1:19530``; or a
+                :class:`~reidctl.config.Connection` with credentials, database and TLS.
             name: the collection-pair name: letters, digits, underscores.
-            token: ``"user:password"`` or an API key; never stored or echoed.
-            timeout: seconds allowed per call, connecting included.
+            token: ``"user:password"`` or an API key; never stored or echoed
+                (overrides the Connection's).
+            timeout: seconds allowed per call, connecting included (overrides the
+                Connection's; 30 s by default).
 
         Raises:
             StoreError: the server is unreachable within ``timeout``, or the Lite
@@ -101,19 +106,26 @@ class CollectionPair:
         """
         if not _NAME.fullmatch(name):
             raise ValueError(f"collection-pair name {name!r}: use letters, digits and '_'")
+        conn = uri if isinstance(uri, Connection) else Connection(uri)
+        if token is not None:
+            conn = replace(conn, token=token)
+        if timeout is not None:
+            conn = replace(conn, timeout=float(timeout))
+        uri = conn.uri
         self.uri = redact_uri(uri)
         self.name = name
-        self.timeout = float(timeout)
+        self.timeout = float(conn.timeout)
         self._load_timeout = max(self.timeout, 300.0)
         self._specs = {role: load_spec(role) for role in ROLES}
         self.global_name = name + self._specs["global"].suffix
         self.local_name = name + self._specs["local"].suffix
         password = urlparse(uri).password if "://" in uri else None
-        self._secrets = secrets_of(token) + ((password,) if password else ())
+        self._secrets = conn.secrets + ((password,) if password else ())
         self._meta: PairMeta | None = None
-        self._client: MilvusClient | None = self._connect(uri, token)
+        self._client: MilvusClient | None = self._connect(conn)
 
-    def _connect(self, uri: str, token: str | None) -> MilvusClient:
+    def _connect(self, conn: Connection) -> MilvusClient:
+        uri, token = conn.uri, conn.token
         if "://" not in uri and not uri.startswith("unix:"):
             path = Path(uri).expanduser()
             if path.suffix != ".db":
@@ -130,8 +142,26 @@ class CollectionPair:
             except StoreError as exc:  # Lite keeps a lock on its data directory
                 raise StoreError(f"{exc} (is another process using {path}?)") from None
         else:
+            extra: dict[str, object] = {}
+            if conn.user:
+                extra.update(user=conn.user, password=conn.password or "")
+            if conn.db_name:
+                extra["db_name"] = conn.db_name
+            if conn.secure:
+                extra["secure"] = True
+                if conn.client_cert:  # mutual TLS
+                    extra.update(client_pem_path=conn.client_cert,
+                                 client_key_path=conn.client_key or "",
+                                 ca_pem_path=conn.ca_file or "")
+                elif conn.ca_file:
+                    extra["server_pem_path"] = conn.ca_file
+                if conn.server_name:
+                    extra["server_name"] = conn.server_name
+            for f in (conn.ca_file, conn.client_cert, conn.client_key):
+                if f and not Path(f).is_file():
+                    raise StoreError(f"TLS file does not exist: {f}")
             with self._wrap("connect"):
-                client = MilvusClient(uri=uri, token=token or "", timeout=self.timeout)
+                client = MilvusClient(uri=uri, token=token or "", timeout=self.timeout, **extra)
         log.debug("connected to %s", self.uri)
         return client
 

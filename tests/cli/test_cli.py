@@ -134,3 +134,20 @@ def test_eval_bad_dataset_and_root(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown dataset" in _one_line_error(r)
     r = _run("eval", "--dataset", "cuhk03", "--root", str(tmp_path / "none"))
     assert r.exit_code == 2 and "does not exist" in _one_line_error(r)
+
+
+def test_unreachable_server_hides_secrets(val_images: list[Path]) -> None:
+    r = runner.invoke(app, ["--user", "alice", "--password", "s3cret-pw", "--timeout", "3",
+                            "search", str(val_images[0]), "--uri", "http://127.0.0.1:1",
+                            "--token", "bob:t0ken-pw"])
+    assert r.exit_code == 4, r.output
+    line = _one_line_error(r)
+    assert "s3cret-pw" not in r.output + r.stderr and "t0ken-pw" not in r.output + r.stderr
+    assert "127.0.0.1:1" in line
+
+
+def test_missing_tls_file_is_one_line(val_images: list[Path], tmp_path: Path) -> None:
+    r = runner.invoke(app, ["--tls-ca", str(tmp_path / "ca.pem"), "info",
+                            "--uri", "https://127.0.0.1:1"])
+    assert r.exit_code == 4
+    assert "TLS file does not exist" in _one_line_error(r)

@@ -39,3 +39,33 @@ class Hit:
     camera: str
     source: str
     path: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which gallery images a search may return or a delete removes (all criteria AND-ed).
+
+    Attributes:
+        ids: primary keys (sha256 of the file bytes).
+        path_prefix: image paths starting with this string.
+        cameras: camera ids allowed (any of them).
+        exclude_cameras: camera ids excluded.
+        sources: sources allowed (any of them).
+        person_ids: person ids allowed (any of them).
+        after_ms: captured at or after this time (epoch ms).
+        before_ms: captured before this time (epoch ms).
+    """
+
+    ids: tuple[str, ...] = ()
+    path_prefix: str | None = None
+    cameras: tuple[str, ...] = ()
+    exclude_cameras: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    person_ids: tuple[str, ...] = ()
+    after_ms: int | None = None
+    before_ms: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when no criterion is set (everything is selected)."""
+        return self == Selection()

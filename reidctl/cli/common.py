@@ -89,6 +89,22 @@ def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], Non
         yield start
 
 
+def parse_time(text: str | None, option: str) -> int | None:
+    """ISO 8601 date or time (UTC when no zone is given) -> epoch milliseconds."""
+    if text is None:
+        return None
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{option} must be an ISO 8601 time like 2026-11-26T08:00, "
+                         f"got {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
 def print_json(obj: Any) -> None:
     """Writes one JSON document on stdout (not through rich, so it stays parseable)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

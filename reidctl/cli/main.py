@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from reidctl.cli.common import (
     load_extractor,
     open_store,
     out,
+    parse_time,
     print_json,
     progress,
 )
@@ -32,6 +34,14 @@ app = typer.Typer(
          "coarse-to-fine search on Milvus.",
 )
 
+class TimeFrom(str, Enum):
+    """Where ingest takes an image's capture time from."""
+
+    none = "none"
+    mtime = "mtime"
+
+
+_FILTERS = "Filters"
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="cuhk03 or market1501.")]
 _CONN = "Connection (server)"
 
@@ -84,6 +94,8 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per batch.")] = 64,
     source: Annotated[str | None, typer.Option(help="Source name stored with each image.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute images already stored.")] = False,
+    time_from: Annotated[TimeFrom, typer.Option(
+        help="Capture time: none, or the file modification time.")] = TimeFrom.none,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Extract Conv-Net descriptors of images and upsert them (local, then global)."""
@@ -96,7 +108,8 @@ def ingest(
         extractor, _ = load_extractor(model, device)
         with progress(not quiet) as start:
             report = run_ingest(files, store, extractor, batch_size=batch_size, source=source,
-                                force=force, on_progress=start("ingest", len(files)))
+                                force=force, time_from_mtime=time_from is TimeFrom.mtime,
+                                on_progress=start("ingest", len(files)))
         r = report.to_dict() | {"collection": collection, "model": extractor.fingerprint}
         if json_out:
             print_json(r)
@@ -113,19 +126,75 @@ def search(
                                    help="Coarse candidates re-ranked by local features.")] = 500,
     uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
     model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto", json_out: JsonOpt = False,
+    camera: Annotated[list[str] | None, typer.Option(
+        help="Only these cameras (repeatable).", rich_help_panel=_FILTERS)] = None,
+    exclude_camera: Annotated[list[str] | None, typer.Option(
+        help="Not these cameras (repeatable).", rich_help_panel=_FILTERS)] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        help="Only these sources (repeatable).", rich_help_panel=_FILTERS)] = None,
+    after: Annotated[str | None, typer.Option(
+        help="Captured at or after (ISO 8601, UTC by default).", rich_help_panel=_FILTERS)] = None,
+    before: Annotated[str | None, typer.Option(
+        help="Captured before (ISO 8601).", rich_help_panel=_FILTERS)] = None,
 ) -> None:
     """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
     with errors_to_exit():
         from reidctl.pipeline.search import search as run_search
+        from reidctl.types import Selection
 
+        where = Selection(cameras=tuple(camera or ()), exclude_cameras=tuple(exclude_camera or ()),
+                          sources=tuple(source or ()), after_ms=parse_time(after, "--after"),
+                          before_ms=parse_time(before, "--before"))
         store = open_store(uri, collection, token, ctx)
         extractor, dev = load_extractor(model, device)
-        results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev)
+        results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
+                             where=None if where.empty else where)
         rows = [r.to_dict() for r in results]
         if json_out:
             print_json({"collection": collection, "model": extractor.fingerprint, "results": rows})
         else:
             render.search_results(rows)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Argument(
+        help="Image ids (sha256 of the file bytes).", show_default=False)] = None,
+    path_prefix: Annotated[str | None, typer.Option(help="Paths starting with this.")] = None,
+    camera: Annotated[list[str] | None, typer.Option(help="Camera id (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Source (repeatable).")] = None,
+    person: Annotated[list[str] | None, typer.Option(help="Person id (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete images (all criteria AND-ed) from both collections."""
+    with errors_to_exit():
+        import sys
+
+        from reidctl.pipeline.delete import delete as run_delete
+        from reidctl.types import Selection
+
+        sel = Selection(ids=tuple(ids or ()), path_prefix=path_prefix,
+                        cameras=tuple(camera or ()), sources=tuple(source or ()),
+                        person_ids=tuple(person or ()))
+        store = open_store(uri, collection, token, ctx)
+        if not (dry_run or yes):
+            preview = run_delete(store, sel, dry_run=True)
+            if preview["matched"] and not sys.stdin.isatty():
+                raise fail(f"refusing to delete {preview['matched']} image(s) without --yes", 2)
+            if preview["matched"] and not typer.confirm(
+                    f"delete {preview['matched']} image(s) from {collection}?"):
+                raise fail("nothing deleted", 1)
+        r = run_delete(store, sel, dry_run=dry_run)
+        if json_out:
+            print_json(r)
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            out.print(f"{verb} {r['matched'] if dry_run else r['deleted']} image(s) "
+                      f"from {collection}")
 
 
 @app.command("eval")

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,31 +76,39 @@ class _Read:
     data: bytes
 
 
-def _read_chunk(paths: Sequence[Path], source: str | None) -> tuple[list[_Read], list[tuple]]:
+def _read_chunk(
+    paths: Sequence[Path], source: str | None, mtime: bool
+) -> tuple[list[_Read], list[tuple]]:
     good: list[_Read] = []
     bad: list[tuple[Path, str]] = []
     for p in paths:
         try:
             digest, data = read_bytes(p)
+            meta = parse_name(p, source)
+            if mtime:
+                meta = replace(meta, captured_at=int(p.stat().st_mtime * 1000))
         except SkipImage as e:
             bad.append((p, e.reason))
             continue
-        good.append(_Read(p, parse_name(p, source), digest, data))
+        except OSError as e:
+            bad.append((p, f"unreadable ({e.strerror or e})"))
+            continue
+        good.append(_Read(p, meta, digest, data))
     return good, bad
 
 
 def _chunks(
-    files: Sequence[Path], size: int, source: str | None, pool: ThreadPoolExecutor
+    files: Sequence[Path], size: int, source: str | None, mtime: bool, pool: ThreadPoolExecutor
 ) -> Iterator[tuple[list[_Read], list[tuple]]]:
     """Reads and hashes chunk i+1 in the background while chunk i is processed."""
     starts = range(0, len(files), size)
     pending: Future | None = None
     for start in starts:
-        current = pending or pool.submit(_read_chunk, files[start:start + size], source)
+        current = pending or pool.submit(_read_chunk, files[start:start + size], source, mtime)
         nxt = start + size
         pending = None
         if nxt < len(files):
-            pending = pool.submit(_read_chunk, files[nxt:nxt + size], source)
+            pending = pool.submit(_read_chunk, files[nxt:nxt + size], source, mtime)
         yield current.result()
 
 
@@ -108,21 +116,23 @@ def _same(stored: dict, meta: ImageMeta, fingerprint: str) -> bool:
     return (
         stored.get("model") == fingerprint and stored.get("path") == meta.path
         and stored.get("person_id") == meta.person_id and stored.get("camera") == meta.camera
-        and stored.get("source") == meta.source
+        and stored.get("source") == meta.source and stored.get("captured_at") == meta.captured_at
     )
 
 
 def ingest(
     files: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
     batch_size: int = 64, source: str | None = None, force: bool = False,
-    on_progress: ProgressFn | None = None,
+    time_from_mtime: bool = False, on_progress: ProgressFn | None = None,
 ) -> IngestReport:
     """Stores the descriptors of ``files`` in the collection pair of ``store``.
 
     The primary key is the sha256 of the file bytes, so ingesting an image twice
     updates it instead of duplicating it; an image already stored with the same
     model and metadata is left alone (an interrupted run resumes cheaply) unless
-    ``force``. Unusable files are skipped and counted by reason.
+    ``force``. Unusable files are skipped and counted by reason. With
+    ``time_from_mtime`` the capture time is the file's modification time.
+    Returns once a search would see every image written.
 
     Raises:
         InputError: no file could be used at all.
@@ -133,8 +143,9 @@ def ingest(
     size = extractor.input_size
     fp = extractor.fingerprint
     seen: set[str] = set()
+    last: list[str] = []  # ids of the last batch written
     with ThreadPoolExecutor(max_workers=2) as io_pool, ThreadPoolExecutor(max_workers=2) as dec:
-        for reads, bad in _chunks(files, batch_size, source, io_pool):
+        for reads, bad in _chunks(files, batch_size, source, time_from_mtime, io_pool):
             for p, reason in bad:
                 report.skip(p, reason)
             fresh: list[_Read] = []
@@ -164,8 +175,8 @@ def ingest(
                     ok.append((r, px))
             if ok:
                 d = extractor.extract(to_batch([px for _, px in ok]))
-                store.upsert(
-                    [r.digest for r, _ in ok], d.global_, d.local, [r.meta for r, _ in ok], fp)
+                last = [r.digest for r, _ in ok]
+                store.upsert(last, d.global_, d.local, [r.meta for r, _ in ok], fp)
                 for r, _ in ok:
                     if r.digest in stored:
                         report.updated += 1
@@ -175,6 +186,7 @@ def ingest(
                 on_progress(len(reads) + len(bad))
     if report.computed:
         store.flush()  # sealed segments: later searches and counts are ~3x faster on Lite
+        store.wait_visible(last, present=True)  # batches are written in order
     report.seconds = time.perf_counter() - t0
     if report.files and report.skipped.total() == report.files:
         raise InputError(

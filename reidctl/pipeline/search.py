@@ -14,7 +14,8 @@ from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import extract_files
 from reidctl.rerank import rerank
 from reidctl.store import MilvusStore
-from reidctl.types import Hit
+from reidctl.store.filters import to_expr
+from reidctl.types import Hit, Selection
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,12 @@ def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
 
 def search(
     queries: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
-    top_k: int = 10, m: int = 500, device: torch.device, filter: str | None = None,
+    top_k: int = 10, m: int = 500, device: torch.device, where: Selection | None = None,
 ) -> list[QueryResult]:
     """Coarse-to-fine search of every query image; returns its top-``top_k`` hits.
+
+    ``where`` restricts the gallery (camera, source, time window); the filter runs
+    inside Milvus, in the coarse ANN search, so the M candidates all satisfy it.
 
     Raises:
         CollectionNotFound: the collection pair does not exist.
@@ -123,6 +127,7 @@ def search(
         InputError: a query image is missing or unusable.
     """
     store.check_model(extractor.fingerprint)
+    filter = to_expr(where) if where else None
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
     results = []

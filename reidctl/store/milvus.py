@@ -16,8 +16,9 @@ import numpy as np
 
 from reidctl.errors import FeatureSpaceMismatch, StoreError
 from reidctl.store import _rows as rows
+from reidctl.store.filters import to_expr
 from reidctl.store.pair import CollectionPair
-from reidctl.types import ImageMeta
+from reidctl.types import ImageMeta, Selection
 
 MAX_TOPK = 16384  # Milvus' top-k and nq ceiling
 ID_BATCH = 500  # ids per "id in [...]" expression
@@ -289,8 +290,64 @@ class MilvusStore(CollectionPair):
             with self._wrap(f"iterate {self.global_name}"):
                 it.close()
 
+    def select(self, sel: Selection, *, batch_size: int = 1000) -> list[dict[str, Any]]:
+        """Every stored image matching ``sel`` (read with Strong consistency).
+
+        Returns:
+            One dict per image: id, path, camera, source, person_id.
+        """
+        self._pair()
+        fields = ["id", "path", "camera", "source", "person_id"]
+        self._count(self.global_name)  # strong barrier: the iterator ignores the level on 2.3
+        with self._wrap(f"select from {self.global_name}"):
+            it = self._c.query_iterator(
+                self.global_name, batch_size=batch_size, filter=to_expr(sel),
+                output_fields=fields, consistency_level="Strong", timeout=self.timeout)
+        out: list[dict[str, Any]] = []
+        try:
+            while True:
+                with self._wrap(f"select from {self.global_name}"):
+                    page = it.next()
+                if not page:
+                    break
+                out.extend({f: r[f] for f in fields} for r in page)
+        finally:
+            with self._wrap(f"select from {self.global_name}"):
+                it.close()
+        if sel.path_prefix:  # ``like`` may treat _ as a wildcard: check exactly
+            out = [r for r in out if str(r["path"]).startswith(sel.path_prefix)]
+        return out
+
+    def wait_visible(
+        self, ids: Sequence[str], *, present: bool, consistency: str = "Bounded",
+        timeout: float = 30.0,
+    ) -> bool:
+        """Waits until reads at ``consistency`` see ``ids`` (present) or no longer see them.
+
+        A server makes writes and deletes visible to Bounded reads only after its
+        time tick has passed them; commands wait here so that a search started right
+        after they return sees their effect. Milvus Lite returns at once.
+
+        Returns:
+            False when ``timeout`` passed first.
+        """
+        sample = list(dict.fromkeys(ids))[:ID_BATCH]
+        if not sample:
+            return True
+        deadline = time.monotonic() + timeout
+        expr = rows.in_expr("id", sample)
+        while True:
+            seen = len(self._query(self.global_name, expr, ["id"], consistency))
+            if (seen == len(sample)) if present else seen == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
     def delete(self, ids: Sequence[str]) -> int:
         """Delete images: global rows first, then local descriptors.
+
+        Returns only once a Bounded-consistency search no longer returns them.
 
         Args:
             ids: primary keys; absent ones are ignored.
@@ -307,4 +364,7 @@ class MilvusStore(CollectionPair):
             for collection in (self.global_name, self.local_name):
                 with self._wrap(f"delete from {collection}"):
                     self._c.delete(collection, filter=expr, timeout=self.timeout)
+        if uniq and not self.wait_visible(uniq, present=False, timeout=self.timeout):
+            raise StoreError(f"deleted {deleted} image(s) but reads still returned them after "
+                             f"{self.timeout:g}s")
         return deleted

@@ -1,0 +1,46 @@
+"""Filter expressions (pure) and selection on a real database."""
+
+from __future__ import annotations
+
+from reidctl.store import MilvusStore
+from reidctl.store.filters import quote, to_expr
+from reidctl.types import ImageMeta, Selection
+from tests.store.conftest import MODEL, Gallery
+
+FP = MODEL["fingerprint"]
+
+
+def test_expressions() -> None:
+    assert to_expr(Selection()) == ""
+    assert quote('a"b\\c') == '"a\\"b\\\\c"'
+    e = to_expr(Selection(cameras=("1", "2"), exclude_cameras=("3",), sources=("s",),
+                          after_ms=10, before_ms=20))
+    assert e == ('(camera in ["1", "2"]) and (not (camera in ["3"])) and (source in ["s"]) '
+                 'and (captured_at >= 10) and (captured_at < 20)')
+    assert to_expr(Selection(before_ms=5)) == "(captured_at < 5) and (captured_at >= 0)"
+    assert to_expr(Selection(path_prefix="/a/b_c")) == '(path like "/a/b_c%")'
+
+
+def test_select_by_camera_path_prefix_and_person(filled: MilvusStore, gallery: Gallery) -> None:
+    by_cam = filled.select(Selection(cameras=("2",)))
+    assert {r["id"] for r in by_cam} == {
+        i for i, m in zip(gallery.ids, gallery.metas, strict=True) if m.camera == "2"}
+    prefix = gallery.metas[7].path[:-6]  # "/data/a/00" -> 100 paths
+    rows = filled.select(Selection(path_prefix=prefix))
+    assert {r["path"] for r in rows} == {m.path for m in gallery.metas if m.path.startswith(prefix)}
+    assert filled.select(Selection(person_ids=("0003",), cameras=("4",))) == [
+        r for r in filled.select(Selection(person_ids=("0003",))) if r["camera"] == "4"]
+
+
+def test_path_prefix_is_exact_despite_like_wildcards(store: MilvusStore, gallery: Gallery) -> None:
+    metas = [ImageMeta(p, "1", "1", "s") for p in ("/x/a_b/1.jpg", "/x/aXb/2.jpg", "/x/a_b2.jpg")]
+    store.upsert(gallery.ids[:3], gallery.f_g[:3], gallery.f_l[:3], metas, FP)
+    assert [r["path"] for r in store.select(Selection(path_prefix="/x/a_b/"))] == ["/x/a_b/1.jpg"]
+
+
+def test_delete_then_search_does_not_return_them(filled: MilvusStore, gallery: Gallery) -> None:
+    gone = [r["id"] for r in filled.select(Selection(cameras=("1",)))]
+    assert filled.delete(gone) == len(gone) == 50
+    hits = filled.search(gallery.f_g[:20], 300)  # default (Bounded) consistency, right after
+    assert not {i for q in hits for i, _, _ in q} & set(gone)
+    assert filled.count() == 250 and filled.select(Selection(cameras=("1",))) == []

@@ -96,14 +96,22 @@ def ingest(
     force: Annotated[bool, typer.Option(help="Recompute images already stored.")] = False,
     time_from: Annotated[TimeFrom, typer.Option(
         help="Capture time: none, or the file modification time.")] = TimeFrom.none,
+    shard: Annotated[str | None, typer.Option(
+        help="Ingest only shard i of N (i/N, 0-based): N workers split the files by path.",
+        show_default=False)] = None,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Extract Conv-Net descriptors of images and upsert them (local, then global)."""
     with errors_to_exit():
         from reidctl.data.images import discover
+        from reidctl.data.shard import parse_shard, select_shard
         from reidctl.pipeline.ingest import ingest as run_ingest
 
         files = discover(paths)
+        if shard is not None:
+            index, count = parse_shard(shard)
+            root = Path(paths[0]).expanduser().resolve() if len(paths) == 1 else None
+            files = select_shard(files, index, count, root=root if root and root.is_dir() else None)
         store = open_store(uri, collection, token, ctx)
         extractor, _ = load_extractor(model, device)
         with progress(not quiet) as start:

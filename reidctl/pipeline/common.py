@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from reidctl.data.images import SkipImage, load
-from reidctl.errors import InputError
+from reidctl.errors import InputError, StoreError
 from reidctl.model import FeatureExtractor
 from reidctl.store import MilvusStore
 
@@ -100,8 +100,14 @@ def ensure_collection(store: MilvusStore, extractor: FeatureExtractor) -> bool:
     if store.exists():
         store.check_model(extractor.fingerprint)
         return False
-    store.create(
-        global_dim=extractor.global_dim, local_dim=extractor.local_dim,
-        model=model_record(extractor),
-    )
+    try:
+        store.create(
+            global_dim=extractor.global_dim, local_dim=extractor.local_dim,
+            model=model_record(extractor),
+        )
+    except StoreError:
+        if not store.exists():  # not a race with another worker creating the same pair
+            raise
+        store.check_model(extractor.fingerprint)
+        return False
     return True

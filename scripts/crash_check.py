@@ -9,8 +9,8 @@ What it does:
    its own process group, with stderr on a pseudo-terminal so the CLI's progress bar
    (``done/total``, advanced after each batch is written) can be followed;
 2. kills the whole group with SIGKILL at a seeded random point of the writing phase:
-   a batch is drawn uniformly among those this run still has to write, and the kill
-   lands a random fraction of one batch period after that batch starts (the period
+   a batch is drawn uniformly among those this run still has to write (but the last),
+   and the kill lands a random fraction of one batch period after that batch starts (the period
    is measured on the progress of the run, or of the runs before it), so kills fall
    during extraction, during the local write, between the local and the global
    write, or during the global write, never before the first write nor after the
@@ -448,8 +448,8 @@ def run_check(
             say(f"run {k}: every image already stored, no kill left to make")
             break
         batches = math.ceil(remaining / batch_size)
-        plan = KillPlan(target=stored + min(int(u * batches), batches - 1) * batch_size,
-                        jitter=v)
+        # the batch to kill in: any but the last, whose end is the end of the writing phase
+        plan = KillPlan(target=stored + int(u * max(batches - 1, 1)) * batch_size, jitter=v)
         run, measured = run_ingest(
             images, uri, collection, batch_size, res.files, plan=plan, period_hint=period,
             skip_upto=stored, model=model, device=device, token=token, timeout=run_timeout)

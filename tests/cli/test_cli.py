@@ -151,3 +151,18 @@ def test_missing_tls_file_is_one_line(val_images: list[Path], tmp_path: Path) ->
                             "--uri", "https://127.0.0.1:1"])
     assert r.exit_code == 4
     assert "TLS file does not exist" in _one_line_error(r)
+
+
+def test_sharded_ingest_covers_every_image_once(tmp_path: Path, small_root: Path) -> None:
+    uri = str(tmp_path / "s.db")
+    folder = str(small_root / "val")
+    counts = []
+    for i in range(3):
+        r = _run("ingest", folder, "--uri", uri, "--shard", f"{i}/3", "--json", "-q")
+        assert r.exit_code == 0, r.output
+        counts.append(json.loads(r.stdout)["files"])
+    n = len(list((small_root / "val").glob("*.jpg")))
+    assert sum(counts) == n and all(c > 0 for c in counts)
+    assert json.loads(_run("info", "--uri", uri, "--json").stdout)["global_count"] == n
+    r = _run("ingest", folder, "--uri", uri, "--shard", "3/3")
+    assert r.exit_code == 2 and "--shard" in _one_line_error(r)

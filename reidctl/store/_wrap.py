@@ -19,6 +19,7 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _SPACES = re.compile(r"\s+")
 _MAX_DETAIL = 240
 _NOT_FOUND = re.compile(r"collection\b.*\b(not exist|not found|can't find)", re.IGNORECASE)
+_DISK_FULL = re.compile(r"no space left on device|errno 28|disk quota", re.IGNORECASE)
 _TIMEOUT = re.compile(r"deadline.?exceeded|timed? ?out|timeout", re.IGNORECASE)
 
 
@@ -67,6 +68,8 @@ def translate(
     """
     detail = scrub(_detail(exc), secrets)
     log.debug("pymilvus error during %s: %s", action, detail)
+    if _DISK_FULL.search(detail):
+        return StoreError(f"{action} at {where} failed: the disk is full ({detail})")
     if _TIMEOUT.search(detail):
         return StoreError(f"{action} at {where} timed out after {timeout:g}s ({detail})")
     if _NOT_FOUND.search(detail) or getattr(exc, "code", None) == 100:

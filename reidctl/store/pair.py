@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # reidctl error for each failure and logs it at DEBUG, so pymilvus' copies are muted;
 # re-enable with logging.getLogger("pymilvus").setLevel(...) after importing reidctl.store.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # logs tracebacks of its own
 
 _P = TypeVar("_P", bound="CollectionPair")
 

@@ -9,8 +9,9 @@ What it does:
    its own process group, with stderr on a pseudo-terminal so the CLI's progress bar
    (``done/total``, advanced after each batch is written) can be followed;
 2. kills the whole group with SIGKILL at a seeded random point of the writing phase:
-   a batch is drawn uniformly among those this run still has to write (but the last),
-   and the kill lands a random fraction of one batch period after that batch starts (the period
+   a batch is drawn uniformly among those this run still has to write (but the last
+   two per run still to come, so every run has something left to write), and the kill
+   lands a random fraction of one batch period after that batch starts (the period
    is measured on the progress of the run, or of the runs before it), so kills fall
    during extraction, during the local write, between the local and the global
    write, or during the global write, never before the first write nor after the
@@ -59,6 +60,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
+REIDCTL = [sys.executable, "-m", "reidctl.cli.main"]
 TOLERANCE = 1e-5  # stored vs freshly extracted descriptors
 NORM_TOLERANCE = 1e-3  # |‖f‖ - 1| for every stored descriptor
 DEFAULT_PERIOD_S = 1.0  # batch period assumed before any has been measured
@@ -308,14 +310,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def run_ingest(
     images: Path, uri: str, collection: str, batch_size: int, total: int, *,
     plan: KillPlan | None, period_hint: float, skip_upto: int, model: str, device: str,
-    token: str | None, timeout: float,
+    token: str | None, timeout: float, launcher: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[Run, float | None]:
     """One ``reidctl ingest`` process, killed per ``plan`` (None: run to the end).
+
+    Args:
+        launcher: the command before ``ingest`` (default: ``python -m reidctl.cli.main``).
+        env: extra environment variables for the process.
 
     Returns:
         the run, and the batch period measured on it (None when not measured).
     """
-    cmd = [sys.executable, "-m", "reidctl.cli.main", "ingest", str(images), "--uri", uri,
+    cmd = [*(launcher or REIDCTL), "ingest", str(images), "--uri", uri,
            "--collection", collection, "--json", "--batch-size", str(batch_size),
            "--model", model, "--device", device]
     master, slave = pty.openpty()
@@ -324,7 +331,8 @@ def run_ingest(
     t0 = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=slave, start_new_session=True, env=_env(token), cwd=REPO)
+                                stderr=slave, start_new_session=True, env=_env(token) | (env or {}),
+                                cwd=REPO)
     finally:
         os.close(slave)
     reader = _ProgressReader(master, total)
@@ -448,8 +456,12 @@ def run_check(
             say(f"run {k}: every image already stored, no kill left to make")
             break
         batches = math.ceil(remaining / batch_size)
-        # the batch to kill in: any but the last, whose end is the end of the writing phase
-        plan = KillPlan(target=stored + int(u * max(batches - 1, 1)) * batch_size, jitter=v)
+        # The batch to kill in, uniform over this run's batches but the last few: two per
+        # run still to come (the final one included), so that each later run has work
+        # left to be cut in (the progress shown can lag a batch behind the writes).
+        reserve = 2 * (kills - k + 1)
+        plan = KillPlan(target=stored + int(u * max(batches - reserve, 1)) * batch_size,
+                        jitter=v)
         run, measured = run_ingest(
             images, uri, collection, batch_size, res.files, plan=plan, period_hint=period,
             skip_upto=stored, model=model, device=device, token=token, timeout=run_timeout)

@@ -33,28 +33,33 @@ def _load_script():  # noqa: ANN202 - a module
 crash_check = _load_script()
 
 
-@pytest.fixture
-def images(tmp_path: Path, val_images: list[Path]) -> Path:
-    folder = tmp_path / "images"
+def _copy(images: list[Path], folder: Path) -> Path:
     folder.mkdir()
-    for p in val_images[:N_IMAGES]:
+    for p in images:
         shutil.copy2(p, folder / p.name)
     return folder
 
 
+def _empty_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """URI of a store without the `crash` collection pair."""
+    if backend == "lite":
+        return str(tmp_path / "crash.db")
+    from reidctl.store import MilvusStore
+
+    uri = request.getfixturevalue("milvus_server")
+    with MilvusStore(uri, "crash") as store:
+        if store.exists():
+            store.drop()
+    return uri
+
+
 @pytest.mark.parametrize(("backend", "kills"), [("lite", 3), ("server", 2)])
 def test_killed_ingest_resumes_without_loss_or_duplicates(
-    backend: str, kills: int, images: Path, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, kills: int, val_images: list[Path], tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    if backend == "lite":
-        uri = str(tmp_path / "crash.db")
-    else:
-        from reidctl.store import MilvusStore
-
-        uri = request.getfixturevalue("milvus_server")
-        with MilvusStore(uri, "crash") as store:
-            if store.exists():
-                store.drop()
+    images = _copy(val_images[:N_IMAGES], tmp_path / "images")
+    uri = _empty_store(backend, tmp_path, request)
 
     res = crash_check.run_check(images, uri, kills=kills, collection="crash", seed=0,
                                 batch_size=BATCH, sample=20, run_timeout=300)
@@ -94,3 +99,38 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     assert r["unchanged"] == final.global_before, report
     assert r["ingested"] + r["updated"] == n - final.global_before, report
     assert r["ingested"] + r["updated"] + r["unchanged"] == n, report
+
+
+@pytest.mark.parametrize("backend", ["lite", "server"])
+def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
+    backend: str, val_images: list[Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    n, cut = 40, 3  # SIGKILL right after the 3rd batch's local write
+    images = _copy(val_images[:n], tmp_path / "images")
+    uri = _empty_store(backend, tmp_path, request)
+    common = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
+
+    killed, _ = crash_check.run_ingest(
+        images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
+        launcher=[sys.executable, str(Path(__file__).with_name("between_writes.py"))],
+        env={"CRASH_AFTER_LOCAL_WRITES": str(cut)}, **common)
+    assert killed.returncode == -9, killed.error
+    snap = crash_check.read_store(images, uri, "crash")
+    assert snap["global_count"] == (cut - 1) * BATCH, snap
+    assert snap["local_count"] == cut * BATCH, snap
+    assert snap["local_without_global"] == BATCH, snap  # the cut batch: local only
+    assert snap["global_without_local"] == 0, snap
+    assert snap["duplicates_global"] == snap["duplicates_local"] == 0, snap
+
+    final, _ = crash_check.run_ingest(images, uri, "crash", BATCH, n, plan=None,
+                                      period_hint=1.0, skip_upto=0, **common)
+    assert final.outcome == "final", final.error
+    r = final.report
+    assert r["unchanged"] == (cut - 1) * BATCH, r
+    assert r["ingested"] == n - (cut - 1) * BATCH and r["updated"] == 0, r  # cut batch redone
+    s = crash_check.read_store(images, uri, "crash", sample=8)
+    assert s["global_count"] == s["local_count"] == s["global_distinct"] == n, s
+    assert s["local_without_global"] == s["global_without_local"] == 0, s
+    assert s["duplicates_global"] == s["duplicates_local"] == 0, s
+    assert s["missing_global"] == s["missing_local"] == s["bad_norm"] == 0, s
+    assert max(s["max_diff_global"], s["max_diff_local"]) <= 1e-5, s

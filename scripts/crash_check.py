@@ -172,9 +172,9 @@ def inspect_store(
                     ok &= np.abs(np.linalg.norm(np.nan_to_num(v), axis=1) - 1.0) <= NORM_TOLERANCE
                     bad_norm += int((~ok).sum())
                 stored_g.update((pk, b["f_g"][k]) for k, pk in enumerate(b["id"]) if pk in picked)
+            out["bad_norm"] = bad_norm
         except Exception as e:  # noqa: BLE001 - reported, the check then fails
             out["vector_error"] = f"{type(e).__name__}: {e}"
-        out["bad_norm"] = bad_norm
         if picked and len(stored_g) == len(picked):
             f_g, f_l = extract_files(extractor, [expected[pk][0] for pk in picked])
             s_l = store.fetch_local(picked, consistency="Strong")

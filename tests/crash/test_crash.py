@@ -101,13 +101,12 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     assert r["ingested"] + r["updated"] + r["unchanged"] == n, report
 
 
-@pytest.mark.parametrize("backend", ["lite", "server"])
 def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
-    backend: str, val_images: list[Path], tmp_path: Path, request: pytest.FixtureRequest
+    val_images: list[Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     n, cut = 40, 3  # SIGKILL right after the 3rd batch's local write
     images = _copy(val_images[:n], tmp_path / "images")
-    uri = _empty_store(backend, tmp_path, request)
+    uri = _empty_store("lite", tmp_path, request)  # (passes on the server too, 40 s slower)
     common = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
 
     killed, _ = crash_check.run_ingest(

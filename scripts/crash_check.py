@@ -14,8 +14,9 @@ What it does:
    lands a random fraction of one batch period after that batch starts (the period
    is measured on the progress of the run, or of the runs before it), so kills fall
    during extraction, during the local write, between the local and the global
-   write, or during the global write, never before the first write nor after the
-   last;
+   write, or during the global write (in the first run, when its first batch is
+   drawn, possibly while the collection pair is created); a run that ends before its
+   kill is reported as ``completed``;
 3. waits for the group to be reaped (Milvus Lite keeps a lock on its folder), reads
    the store in a separate process (Lite lets one process open a database and keeps
    the lock until that process exits) and repeats, ``--kills`` times, so partial runs
@@ -65,6 +66,7 @@ TOLERANCE = 1e-5  # stored vs freshly extracted descriptors
 NORM_TOLERANCE = 1e-3  # |‖f‖ - 1| for every stored descriptor
 DEFAULT_PERIOD_S = 1.0  # batch period assumed before any has been measured
 POLL_S = 0.01
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # --- the images --------------------------------------------------------------------------
@@ -371,7 +373,7 @@ def run_ingest(
                 run.report = json.loads(stdout)
         else:
             run.outcome = "error"
-            err = reader.tail.decode(errors="replace").strip().splitlines()
+            err = _ANSI.sub("", reader.tail.decode(errors="replace")).strip().splitlines()
             run.error = f"exit {proc.returncode}: {err[-1] if err else ''}"
     return run, reader.period(skip_upto)
 
@@ -559,13 +561,14 @@ def render(res: CheckResult) -> str:
         ("local-without-global (max after a kill / final)",
          f"{max((x.local_without_global for x in res.runs[:-1]), default=0)} / "
          f"{s.get('local_without_global', '-')}"),
-        ("stored by each resumed killed run", ", ".join(resumed) or "-"),
+        ("new global rows per resumed run (run:rows)", ", ".join(resumed) or "-"),
         ("final run: recomputed / unchanged",
          f"{r['ingested'] + r['updated']} / {r['unchanged']}" if r else "-"),
         ("sampled descriptors, max |diff| (global / local)",
          f"{s.get('sampled', 0)}, {s.get('max_diff_global', float('nan')):.1e} / "
          f"{s.get('max_diff_local', float('nan')):.1e}"),
-        ("descriptors not unit-norm", s.get("bad_norm", "-")),
+        ("descriptors not finite or not unit-norm",
+         "-" if s.get("bad_norm") is None else s["bad_norm"]),
         ("wall time", f"{res.seconds} s"),
         ("result", "OK" if not res.failures else "FAILED"),
     ]

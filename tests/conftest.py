@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.milvus_server import ServerUnavailable, drop_all
+from tests.milvus_server import SERVER_CREDENTIALS, ServerUnavailable, drop_all
 from tests.milvus_server import milvus_server as milvus_server_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,10 +32,13 @@ def val_images(cuhk03_root: Path) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """URI of a Milvus standalone server on loopback; skips when it cannot start."""
+    """URI of a Milvus standalone server on loopback, with authentication on and the
+    credentials in the URI (``http://root:Milvus@127.0.0.1:PORT``); skips when the
+    server cannot start. (Only one embedded-etcd server can run per machine: its peer
+    port is fixed, so the authentication tests share this one.)"""
     try:
-        with milvus_server_process(tmp_path_factory.mktemp("milvus-server")) as uri:
-            yield uri
+        with milvus_server_process(tmp_path_factory.mktemp("milvus-server"), auth=True) as uri:
+            yield uri.replace("http://", f"http://{SERVER_CREDENTIALS}@")
     except ServerUnavailable as e:
         pytest.skip(str(e))
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 START_S = 90
+SERVER_CREDENTIALS = "root:Milvus"  # the default root user of a server with authentication
 STOP_S = 10
 PORT_OPTIONS = ("--proxy-port", "--etcd-port", "--root-coord-port", "--proxy-internal-port",
                 "--query-coord-port", "--query-node-port", "--index-coord-port",
@@ -91,7 +92,7 @@ def milvus_server(data: Path, *, auth: bool = False) -> Iterator[str]:
 
     port = ports["--proxy-port"]
     uri = f"http://127.0.0.1:{port}"
-    token = "root:Milvus" if auth else ""
+    token = SERVER_CREDENTIALS if auth else ""
     deadline = time.monotonic() + START_S
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -28,10 +28,12 @@ from pymilvus.client.types import LoadState
 
 from reidctl.config import Connection
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, StoreError
+from reidctl.store._lite import hold_lite, release_lite
 from reidctl.store._wrap import redact_uri, wrapped
 from reidctl.store.schema import META_KEY, ROLES, PairMeta, build_schema, load_spec, parse_record
 
 log = logging.getLogger(__name__)
+
 
 # pymilvus installs its own stderr handler and logs every failed call at ERROR with a
 # traceback (and a warning per query_iterator on Lite). The store raises a one-line
@@ -123,6 +125,7 @@ class CollectionPair:
         password = urlparse(uri).password if "://" in uri else None
         self._secrets = conn.secrets + ((password,) if password else ())
         self._meta: PairMeta | None = None
+        self._lite_path: str | None = None
         self._client: MilvusClient | None = self._connect(conn)
 
     def _connect(self, conn: Connection) -> MilvusClient:
@@ -140,6 +143,7 @@ class CollectionPair:
             try:
                 with self._wrap("open Milvus Lite"):
                     client = MilvusClient(uri=str(path), token=token or "", timeout=self.timeout)
+                self._lite_path = hold_lite(str(path))
             except StoreError as exc:  # Lite keeps a lock on its data directory
                 raise StoreError(f"{exc} (is another process using {path}?)") from None
         else:
@@ -208,6 +212,7 @@ class CollectionPair:
             )
         for role in ROLES:
             collection = self._collection(role)
+            self._ensure_index(role)  # a creation killed before its index leaves none
             with self._wrap(f"load {collection}"):
                 state = self._c.get_load_state(collection, timeout=self.timeout).get("state")
                 if state != LoadState.Loaded:
@@ -302,6 +307,23 @@ class CollectionPair:
         schema = build_schema(spec, dims, description=record)
         log.info("creating %s (%s)", collection, spec.tag)
         with self._wrap(f"create {collection}"):
+            self._c.create_collection(
+                collection,
+                schema=schema,
+                consistency_level="Bounded",
+                properties={META_KEY: record},
+                timeout=self.timeout,
+            )
+        self._ensure_index(role)
+        with self._wrap(f"load {collection}"):
+            self._c.load_collection(collection, timeout=self._load_timeout)
+
+    def _ensure_index(self, role: str) -> None:
+        """Builds the vector index of ``role``'s collection unless it has one."""
+        spec, collection = self._specs[role], self._collection(role)
+        with self._wrap(f"index {collection}"):
+            if self._c.list_indexes(collection, timeout=self.timeout):
+                return
             index = self._c.prepare_index_params()
             index.add_index(
                 field_name=spec.vector_field,
@@ -310,17 +332,9 @@ class CollectionPair:
                 metric_type=spec.index["metric_type"],
                 params=dict(spec.index.get("params") or {}),
             )
-            self._c.create_collection(
-                collection,
-                schema=schema,
-                consistency_level="Bounded",
-                properties={META_KEY: record},
-                timeout=self.timeout,
-            )
             # sync=False: the collection is empty, so there is nothing to build, and
             # pymilvus' wait for a synchronous index sleeps 0.5 s before its first poll.
             self._c.create_index(collection, index, timeout=self.timeout, sync=False)
-            self._c.load_collection(collection, timeout=self._load_timeout)
 
     def drop(self) -> None:
         """Drop both collections (global first); missing ones are skipped."""
@@ -345,6 +359,8 @@ class CollectionPair:
             client, self._client = self._client, None
             with self._wrap("close"):
                 client.close()
+            if self._lite_path is not None:
+                release_lite(self._lite_path)
 
     def __enter__(self: _P) -> _P:
         return self

@@ -1,7 +1,9 @@
 """SIGKILL a real `reidctl ingest` at random points, resume it, and verify the store.
 
 The logic lives in scripts/crash_check.py (also runnable on its own); these tests run
-it on 120 real CUHK03 val images, on Milvus Lite and on a Milvus server.
+it on 120 real CUHK03 val images, on Milvus Lite and on a Milvus server. Two directed
+cases (tests/crash/sigkill_hook.py) put the kill where a random one rarely lands:
+between a batch's local and global write, and while the collection pair is created.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 N_IMAGES = 120
 BATCH = 8  # 15 batches: room for kills at several points of the writing phase
+HOOK = [sys.executable, str(Path(__file__).with_name("sigkill_hook.py"))]
+COMMON = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
 
 
 def _load_script():  # noqa: ANN202 - a module
@@ -107,12 +111,9 @@ def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
     n, cut = 40, 3  # SIGKILL right after the 3rd batch's local write
     images = _copy(val_images[:n], tmp_path / "images")
     uri = _empty_store("lite", tmp_path, request)  # (passes on the server too, 40 s slower)
-    common = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
-
     killed, _ = crash_check.run_ingest(
         images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
-        launcher=[sys.executable, str(Path(__file__).with_name("between_writes.py"))],
-        env={"CRASH_AFTER_LOCAL_WRITES": str(cut)}, **common)
+        launcher=HOOK, env={"CRASH_AFTER": f"upsert:_local:{cut}"}, **COMMON)
     assert killed.returncode == -9, killed.error
     snap = crash_check.read_store(images, uri, "crash")
     assert snap["global_count"] == (cut - 1) * BATCH, snap
@@ -122,7 +123,7 @@ def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
     assert snap["duplicates_global"] == snap["duplicates_local"] == 0, snap
 
     final, _ = crash_check.run_ingest(images, uri, "crash", BATCH, n, plan=None,
-                                      period_hint=1.0, skip_upto=0, **common)
+                                      period_hint=1.0, skip_upto=0, **COMMON)
     assert final.outcome == "final", final.error
     r = final.report
     assert r["unchanged"] == (cut - 1) * BATCH, r
@@ -133,3 +134,28 @@ def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
     assert s["duplicates_global"] == s["duplicates_local"] == 0, s
     assert s["missing_global"] == s["missing_local"] == s["bad_norm"] == 0, s
     assert max(s["max_diff_global"], s["max_diff_local"]) <= 1e-5, s
+
+
+@pytest.mark.parametrize(("backend", "suffix"), [
+    ("lite", "_local"), ("lite", "_global"),
+    ("server", "_local"), ("server", "_global"),
+])
+def test_kill_while_creating_the_collection_pair_is_completed_by_the_rerun(
+    backend: str, suffix: str, val_images: list[Path], tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    n = 10
+    images = _copy(val_images[:n], tmp_path / "images")
+    uri = _empty_store(backend, tmp_path, request)
+    killed, _ = crash_check.run_ingest(
+        images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
+        launcher=HOOK, env={"CRASH_AFTER": f"create_collection:{suffix}:1"}, **COMMON)
+    assert killed.returncode == -9, killed.error
+
+    final, _ = crash_check.run_ingest(images, uri, "crash", BATCH, n, plan=None,
+                                      period_hint=1.0, skip_upto=0, **COMMON)
+    assert final.outcome == "final", final.error
+    assert final.report["ingested"] == n, final.report
+    s = crash_check.read_store(images, uri, "crash")
+    assert s["global_count"] == s["local_count"] == s["global_distinct"] == n, s
+    assert s["local_without_global"] == s["global_without_local"] == 0, s

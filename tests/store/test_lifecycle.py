@@ -18,7 +18,8 @@ def test_create_then_info(store: MilvusStore, milvus_uri: str) -> None:
     assert (store.global_name, store.local_name) == ("gallery_global", "gallery_local")
     info = store.info()
     assert isinstance(info, StoreInfo)
-    assert info.uri == milvus_uri and info.name == "gallery"
+    assert info.uri == milvus_uri.replace("root:Milvus@", "***@") and info.name == "gallery"
+    assert "Milvus@" not in repr(info)
     assert (info.global_count, info.local_count) == (0, 0)
     assert (info.global_dim, info.local_dim) == (GLOBAL_DIM, LOCAL_DIM)
     assert info.model == MODEL

@@ -25,7 +25,6 @@ from rich.progress import (
 from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
 
-DEFAULT_URI = "./reidctl.db"
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

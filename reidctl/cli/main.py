@@ -10,7 +10,6 @@ import typer
 
 from reidctl.cli import render
 from reidctl.cli.common import (
-    DEFAULT_URI,
     CollectionOpt,
     DeviceOpt,
     JsonOpt,
@@ -27,6 +26,7 @@ from reidctl.cli.common import (
     print_json,
     progress,
 )
+from reidctl.config import DEFAULT_URI
 
 app = typer.Typer(
     name="reidctl", no_args_is_help=True, pretty_exceptions_enable=False,

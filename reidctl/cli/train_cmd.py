@@ -1,0 +1,152 @@
+"""``reidctl train``: train Conv-Net on a labeled folder, write a checkpoint the others load."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from reidctl.cli.common import JsonOpt, QuietOpt, err, errors_to_exit, out, print_json
+
+_RECIPE = "Recipe"
+
+
+class BackboneChoice(str, Enum):
+    """Base networks ``train`` starts from."""
+
+    osnet_x0_25 = "osnet_x0_25"
+    googlenet = "googlenet"
+
+
+class TrainProgress:
+    """Renders the pipeline's callbacks: one bar over all steps (loss, accuracy, ETA) on stderr."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task: Any = None
+
+    def step(self, s: Any) -> None:
+        """``on_step``: advance the bar to the step, with the epoch's running loss and accuracy."""
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=s.total_steps,
+                                          completed=s.global_step - 1, loss=0.0, acc=0.0)
+        self.bar.update(self.task, completed=s.global_step, loss=s.loss, acc=s.acc,
+                        description=f"epoch {s.epoch}/{s.epochs}")
+
+    def epoch(self, r: Any) -> None:
+        """``on_epoch``: one line per finished epoch."""
+        self.bar.console.print(
+            f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} (ce {r.ce:.4f}, triplet "
+            f"{r.triplet:.4f}), train acc {r.acc:.1%}, {r.seconds:.0f} s")
+
+    def stage(self, name: str, total: int) -> Callable[[int], None]:
+        """``on_stage``: a plain bar for the final feature pass."""
+        task = self.bar.add_task(name, total=total, loss=float("nan"), acc=float("nan"))
+        return lambda n: self.bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def train_progress(enabled: bool) -> Iterator[TrainProgress | None]:
+    """A rich display on stderr when enabled and stderr is a terminal; else None."""
+    if not (enabled and err.is_terminal):
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.1%}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+    with bar:
+        yield TrainProgress(bar)
+
+
+def train(
+    data: Annotated[Path, typer.Option(
+        "--data", help="Labeled image folder: identity = person id of the file name.")],
+    out_path: Annotated[Path, typer.Option(
+        "--out", "-o", help="Checkpoint to write; training state goes to <out>.state.")],
+    backbone: Annotated[BackboneChoice, typer.Option(
+        help="osnet_x0_25 (from its ONNX weights, 256x128) or googlenet (from scratch, "
+             "512x256).")] = BackboneChoice.osnet_x0_25,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the LR schedule spans all).",
+                                        rich_help_panel=_RECIPE)] = 12,
+    batch_p: Annotated[int, typer.Option(min=2, help="Identities per batch.",
+                                         rich_help_panel=_RECIPE)] = 16,
+    batch_k: Annotated[int, typer.Option(min=1, help="Images per identity in a batch.",
+                                         rich_help_panel=_RECIPE)] = 4,
+    lr: Annotated[float, typer.Option(min=0.0, help="AdamW learning rate of the backbone "
+                                      "(10x for the classifier block).",
+                                      rich_help_panel=_RECIPE)] = 3e-4,
+    triplet_weight: Annotated[float, typer.Option(
+        min=0.0, help="Weight of the batch-hard triplet term (0: cross-entropy only).",
+        rich_help_panel=_RECIPE)] = 1.0,
+    max_identities: Annotated[int | None, typer.Option(
+        min=2, help="Train on the first N identities only (quick runs).", show_default=False,
+        rich_help_panel=_RECIPE)] = None,
+    seed: Annotated[int, typer.Option(help="Seeds every random draw: same seed, same run.",
+                                      rich_help_panel=_RECIPE)] = 0,
+    weights: Annotated[Path | None, typer.Option(
+        help="Initial backbone weights (ONNX for OSNet, state_dict for GoogLeNet).",
+        show_default=False, rich_help_panel=_RECIPE)] = None,
+    device: Annotated[str, typer.Option(
+        help="cpu, cuda (mixed precision) or auto.")] = "cpu",
+    workers: Annotated[int, typer.Option(min=0, max=16,
+                                         help="Processes decoding images ahead.")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Torch CPU threads (default: torch's choice).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Require <out>.state and continue from it (done anyway when it exists and "
+             "matches).")] = False,
+    restart: Annotated[bool, typer.Option(help="Discard <out>.state and start over.")] = False,
+    json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Train Conv-Net (identity classification), fit the PCA and whitening, write a checkpoint."""
+    with errors_to_exit():
+        import torch
+
+        from reidctl.errors import InputError
+        from reidctl.pipeline.train import TrainSettings
+        from reidctl.pipeline.train import train as run_train
+
+        if resume and restart:
+            raise InputError("--resume and --restart exclude each other")
+        if threads:
+            torch.set_num_threads(threads)
+        settings = TrainSettings(
+            backbone=backbone.value, epochs=epochs, batch_p=batch_p, batch_k=batch_k, lr=lr,
+            triplet_weight=triplet_weight, seed=seed, max_identities=max_identities,
+            weights=str(weights) if weights else None)
+        with train_progress(not quiet) as show:
+            r = run_train(data, out_path, settings, device=device, workers=workers,
+                          resume=resume, restart=restart,
+                          on_step=show.step if show else None,
+                          on_epoch=show.epoch if show else None,
+                          on_stage=show.stage if show else None)
+        if json_out:
+            print_json(r)
+        else:
+            loss = "n/a" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
+            acc = "n/a" if r["final_acc"] is None else f"{r['final_acc']:.1%}"
+            out.print(
+                f"wrote {r['out']} (fingerprint {r['fingerprint']}): {r['backbone']} "
+                f"{r['input_size']}, {r['images']} images of {r['identities']} identities, "
+                f"{r['epochs']} epochs (resumed after {r['resumed_from_epoch']}), final loss "
+                f"{loss}, train acc {acc}, {r['seconds_per_epoch']} s/epoch; {r['pca']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the ``train`` command to ``app``."""
+    app.command("train")(train)

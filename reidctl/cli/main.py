@@ -26,6 +26,7 @@ from reidctl.cli.common import (
     print_json,
     progress,
 )
+from reidctl.cli.train_cmd import register as register_train
 from reidctl.config import DEFAULT_URI
 
 app = typer.Typer(
@@ -283,6 +284,9 @@ def info(
         else:
             for k, v in d.items():
                 out.print(f"{k}: {v}")
+
+
+register_train(app)
 
 
 def run() -> None:

@@ -1,0 +1,142 @@
+"""One training epoch of Conv-Net: losses, optimiser, mixed precision on CUDA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reidctl.model import ConvNet
+
+
+def make_optimizer(model: ConvNet, lr: float, classifier_mult: float,
+                   weight_decay: float) -> torch.optim.AdamW:
+    """AdamW: the backbone at ``lr``, the classifier block at ``classifier_mult * lr``."""
+    groups = [{"params": list(model.backbone.parameters()), "lr": lr}]
+    if model.classifier is not None:
+        groups.append({"params": list(model.classifier.parameters()), "lr": lr * classifier_mult})
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor,
+                       margin: float) -> torch.Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017) with Euclidean distances.
+
+    Args:
+        features: ``(B, D)`` embeddings.
+        labels: ``(B,)`` identities.
+        margin: hinge margin.
+
+    Returns:
+        Scalar: mean over anchors of ``relu(d(hardest positive) - d(hardest negative) + margin)``;
+        anchors without a positive or a negative contribute 0.
+    """
+    sq = features.pow(2).sum(dim=1)  # (B,)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * features @ features.T  # (B, B)
+    dist = d2.clamp_min(1e-12).sqrt()  # clamp: sqrt has no gradient at 0
+    same = labels[:, None] == labels[None, :]  # (B, B)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pos = dist.masked_fill(~same | eye, float("-inf")).amax(dim=1)  # (B,)
+    neg = dist.masked_fill(same, float("inf")).amin(dim=1)  # (B,)
+    valid = torch.isfinite(pos) & torch.isfinite(neg)
+    if not valid.any():
+        return features.sum() * 0.0
+    return F.relu(pos[valid] - neg[valid] + margin).sum() / len(labels)
+
+
+def run_epoch(
+    model: ConvNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler, device: torch.device, mean: torch.Tensor, std: torch.Tensor,
+    *, label_smoothing: float, triplet_weight: float, margin: float,
+    on_batch: Callable[[int, float, float], None] | None = None,
+) -> dict[str, float]:
+    """Trains on every batch once; the scheduler steps per batch.
+
+    Args:
+        batches: ``(B, 3, H, W)`` uint8 images and ``(B,)`` labels.
+        mean, std: ``(1, 3, 1, 1)`` normalisation on ``device``.
+        on_batch: ``(step, running loss, running accuracy)`` after each batch.
+
+    Returns:
+        Means over the epoch: ``loss`` (total), ``ce``, ``triplet``, ``acc`` (top-1 on
+        the augmented training batches).
+    """
+    model.train()
+    amp = device.type == "cuda"
+    sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "acc": 0.0}
+    n = 0
+    for step, (images, labels) in enumerate(batches, start=1):
+        x = images.to(device, non_blocking=True).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
+        x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        y = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            out = model(x)
+        logits = out.logits.float()  # (B, C); losses in float32 under autocast too
+        ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        tri = (batch_hard_triplet(out.feature_map.float().mean(dim=(2, 3)), y, margin)
+               if triplet_weight > 0 else torch.zeros((), device=device))
+        loss = ce + triplet_weight * tri
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        b = len(y)
+        sums["loss"] += loss.item() * b
+        sums["ce"] += ce.item() * b
+        sums["triplet"] += tri.item() * b
+        sums["acc"] += (logits.argmax(dim=1) == y).sum().item()
+        n += b
+        if on_batch:
+            on_batch(step, sums["loss"] / n, sums["acc"] / n)
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+IMPRINT_SCALES = np.logspace(-3, 1, 25)  # candidate logit scales, chosen by training CE
+
+
+@torch.no_grad()
+def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
+                       label_smoothing: float) -> float:
+    """Initialises the classifier block from class means of the starting features.
+
+    The GAP features of a pretrained backbone are informative but small (OSNet: per-dimension
+    std ~0.05), so a randomly initialised block needs hundreds of steps before its scores mean
+    anything, and until then its cross-entropy gradient pushes the features in random
+    directions. Imprinting (Qi et al. 2018) starts it at the diagonal-covariance linear
+    discriminant: ``w_c = s (m_c - mu) / (var + mean(var))``, ``b_c = -w_c . mu``; the
+    variance is shrunk (as the stripe whitening is) so that near-constant dimensions do not
+    dominate. The scale ``s`` minimises the label-smoothed cross-entropy (the training
+    objective) on these unaugmented features: with few identities they are separable, and
+    plain cross-entropy would pick an ever larger, overconfident scale.
+
+    Args:
+        model: ConvNet with a classifier block of ``C`` classes.
+        features: ``(N, K)`` GAP features of the training images.
+        labels: ``(N,)`` class indices in ``[0, C)``.
+        label_smoothing: of the training cross-entropy.
+
+    Returns:
+        The chosen scale ``s``.
+    """
+    if model.classifier is None:
+        raise ValueError("imprint_classifier needs a ConvNet with a classifier block")
+    g = torch.from_numpy(features).double()  # (N, K)
+    y = torch.from_numpy(labels).long()  # (N,)
+    c = model.num_classes
+    mu, var = g.mean(dim=0), g.var(dim=0)  # (K,), (K,)
+    var = var + var.mean() + 1e-12
+    sums = torch.zeros(c, g.shape[1], dtype=torch.float64).index_add_(0, y, g)  # (C, K)
+    counts = torch.bincount(y, minlength=c).clamp_min(1).double()  # (C,)
+    w = (sums / counts[:, None] - mu) / var  # (C, K)
+    logits = (g - mu) @ w.T  # (N, C) at scale 1
+    losses = [F.cross_entropy(s * logits, y, label_smoothing=label_smoothing).item()
+              for s in IMPRINT_SCALES]
+    s = float(IMPRINT_SCALES[int(np.argmin(losses))])
+    weight = model.classifier.weight
+    weight.copy_((s * w).view(c, -1, 1, 1).to(weight))  # (C, K, 1, 1)
+    model.classifier.bias.copy_((-(s * w) @ mu).to(weight))  # (C,)
+    return s

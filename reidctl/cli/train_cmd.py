@@ -41,8 +41,9 @@ class TrainProgress:
         """``on_step``: advance the bar to the step, with the epoch's running loss and accuracy."""
         if self.task is None:
             self.task = self.bar.add_task("train", total=s.total_steps,
-                                          completed=s.global_step - 1, loss=0.0, acc=0.0)
-        self.bar.update(self.task, completed=s.global_step, loss=s.loss, acc=s.acc,
+                                          completed=s.global_step - 1, metrics="")
+        self.bar.update(self.task, completed=s.global_step,
+                        metrics=f"loss {s.loss:.3f} acc {s.acc:.1%}",
                         description=f"epoch {s.epoch}/{s.epochs}")
 
     def epoch(self, r: Any) -> None:
@@ -53,7 +54,7 @@ class TrainProgress:
 
     def stage(self, name: str, total: int) -> Callable[[int], None]:
         """``on_stage``: a plain bar for the final feature pass."""
-        task = self.bar.add_task(name, total=total, loss=float("nan"), acc=float("nan"))
+        task = self.bar.add_task(name, total=total, metrics="")
         return lambda n: self.bar.advance(task, n)
 
 
@@ -65,7 +66,7 @@ def train_progress(enabled: bool) -> Iterator[TrainProgress | None]:
         return
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.1%}"),
+        TextColumn("{task.fields[metrics]}"),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
         console=err, transient=False,
     )
@@ -140,11 +141,13 @@ def train(
         else:
             loss = "n/a" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
             acc = "n/a" if r["final_acc"] is None else f"{r['final_acc']:.1%}"
+            resumed = (f" (resumed after epoch {r['resumed_from_epoch']})"
+                       if r["resumed_from_epoch"] else "")
             out.print(
                 f"wrote {r['out']} (fingerprint {r['fingerprint']}): {r['backbone']} "
                 f"{r['input_size']}, {r['images']} images of {r['identities']} identities, "
-                f"{r['epochs']} epochs (resumed after {r['resumed_from_epoch']}), final loss "
-                f"{loss}, train acc {acc}, {r['seconds_per_epoch']} s/epoch; {r['pca']}")
+                f"{r['epochs']} epochs{resumed}, final loss {loss}, train acc {acc}, "
+                f"{r['seconds_per_epoch']} s/epoch; {r['pca']}")
 
 
 def register(app: typer.Typer) -> None:

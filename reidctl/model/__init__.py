@@ -4,6 +4,7 @@ Pure torch (``onnx`` only inside the ONNX loader). The rest of reidctl calls
 :func:`load_model` and :meth:`FeatureExtractor.extract`.
 """
 
+from reidctl.model._util import load_state_dict_strict
 from reidctl.model.backbones import (
     GOOGLENET,
     OSNET_ENV,
@@ -55,6 +56,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_onnx_module",
+    "load_state_dict_strict",
     "read_onnx_graph",
     "save_checkpoint",
 ]

@@ -45,9 +45,9 @@ from reidctl.model import (
     FeatureExtractor,
     build_backbone,
     build_googlenet,
+    load_state_dict_strict,
     save_checkpoint,
 )
-from reidctl.model._util import load_state_dict_strict
 from reidctl.pipeline.common import ProgressFn, decoded_batches
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
 from reidctl.pipeline.train_data import (

@@ -70,15 +70,17 @@ def errors_to_exit() -> Iterator[None]:
                    1) from None
 
 
+def bar_columns(*extra: TextColumn) -> tuple:
+    """Description, bar, done/total, extra columns, elapsed time and ETA."""
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+
 @contextlib.contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     """A rich progress display on stderr; yields ``start(description, total) -> advance``."""
     show = enabled and err.is_terminal
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=False, disable=not show,
-    )
+    bar = Progress(*bar_columns(), console=err, transient=False, disable=not show)
 
     def start(description: str, total: int) -> Callable[[int], None]:
         task = bar.add_task(description, total=total)

@@ -10,15 +10,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
-from reidctl.cli.common import JsonOpt, QuietOpt, err, errors_to_exit, out, print_json
+from reidctl.cli.common import JsonOpt, QuietOpt, bar_columns, err, errors_to_exit, out, print_json
 
 _RECIPE = "Recipe"
 
@@ -64,12 +60,8 @@ def train_progress(enabled: bool) -> Iterator[TrainProgress | None]:
     if not (enabled and err.is_terminal):
         yield None
         return
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=False,
-    )
+    bar = Progress(*bar_columns(TextColumn("{task.fields[metrics]}")), console=err,
+                   transient=False)
     with bar:
         yield TrainProgress(bar)
 

@@ -93,7 +93,8 @@ def evaluate(
 
     scores: dict[str, list[QueryScore]] = {k: [] for k in METHODS}
     times: dict[str, list[float]] = {k: [] for k in METHODS}
-    ranks: dict[str, np.ndarray] = {k: np.full((len(queries), n), n, np.int64) for k in METHODS}
+    single_shot = protocol.dataset == "cuhk03"  # (Q, N) rank positions: small galleries only
+    ranks = {k: np.full((len(queries), n), n, np.int64) for k in METHODS} if single_shot else {}
     w = extractor.fine_weight
     stages: dict[str, list[float]] = {"coarse": [], "fetch": [], "rerank": []}
     advance = stage("search", len(queries))
@@ -121,7 +122,8 @@ def evaluate(
         }
         for k, ranked in rankings.items():
             scores[k].append(score_ranking(ranked, good, junk))
-            ranks[k][qi, ranked] = np.arange(len(ranked))
+            if single_shot:
+                ranks[k][qi, ranked] = np.arange(len(ranked))
         if advance:
             advance(1)
 
@@ -129,7 +131,7 @@ def evaluate(
     for k in METHODS:
         summary = summarize(scores[k])
         summary.update(_percentiles(times[k]))
-        if protocol.dataset == "cuhk03":
+        if single_shot:
             qp = np.array([q.person_id for q in queries])
             summary["single_shot"] = single_shot_cmc(ranks[k].astype(np.float64), qp, gallery.pids)
         methods[k] = summary

@@ -28,6 +28,19 @@ _HITS_PER_CALL = 65536  # nq * limit per search request, bounds the response siz
 _FETCH_BYTES = 16 << 20  # local vectors per fetch request
 
 
+def search_width(limit: int, ef_min: int, *, filtered: bool) -> int:
+    """HNSW ``ef`` for a search of ``limit`` hits.
+
+    The graph walk skips rows a filter rejects, so a selective filter leaves too few
+    candidates within the usual width (scripts/filter_recall.py on 7,239 CUHK03
+    images: recall@100 fell to 43.8% at 7% selectivity with ef 100, 100% with ef
+    3000, at +4 ms per query; counting the selectivity first cost more than the
+    wider walk).
+    """
+    ef = max(limit, ef_min)
+    return min(EF_FILTERED_MAX, max(4 * ef, EF_FILTERED_MIN)) if filtered else ef
+
+
 class MilvusStore(CollectionPair):
     """A gallery collection pair in Milvus (Lite or server): lifecycle, reads and writes.
 
@@ -162,14 +175,7 @@ class MilvusStore(CollectionPair):
         search = spec.search or {}
         params = {"metric_type": search.get("metric_type", spec.index["metric_type"]), "params": {}}
         if ef is None and "ef_min" in search:
-            ef = max(limit, int(search["ef_min"]))
-            if filter:
-                # The graph walk skips rows the filter rejects, so a selective filter
-                # leaves too few candidates within the usual width (measured on 7,239
-                # CUHK03 images: recall@100 fell to 43% at 7% selectivity with ef 100,
-                # 100% with ef 3000, at +4 ms per query; counting the selectivity
-                # first cost more than the wider walk).
-                ef = min(EF_FILTERED_MAX, max(4 * ef, EF_FILTERED_MIN))
+            ef = search_width(limit, int(search["ef_min"]), filtered=bool(filter))
         if ef is not None:
             params["params"]["ef"] = max(limit, int(ef))
         per_call = max(1, min(MAX_TOPK, _HITS_PER_CALL // limit))
@@ -277,29 +283,31 @@ class MilvusStore(CollectionPair):
         spec = self._specs["global"]
         scalars = spec.scalar_fields
         fields = ["id", *scalars, *([spec.vector_field] if with_vectors else [])]
+        for page in self._pages("", fields, consistency, batch_size):
+            batch: dict[str, Any] = {
+                "id": [str(r["id"]) for r in page],
+                "meta": [rows.pick(r, scalars) for r in page],
+            }
+            if with_vectors:
+                batch["f_g"] = rows.stack([r[spec.vector_field] for r in page], dim)  # (b, Dg)
+                batch["f_l"] = self.fetch_local(batch["id"], consistency=consistency)  # (b, Dl)
+            yield batch
+
+    def _pages(
+        self, expr: str, fields: list[str], consistency: str, batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of the global rows matching ``expr`` (a query iterator, always closed)."""
         with self._wrap(f"iterate {self.global_name}"):
             it = self._c.query_iterator(
-                self.global_name,
-                batch_size=batch_size,
-                filter="",
-                output_fields=fields,
-                consistency_level=consistency,
-                timeout=self.timeout,
-            )
+                self.global_name, batch_size=batch_size, filter=expr, output_fields=fields,
+                consistency_level=consistency, timeout=self.timeout)
         try:
             while True:
                 with self._wrap(f"iterate {self.global_name}"):
                     page = it.next()
                 if not page:
                     return
-                batch: dict[str, Any] = {
-                    "id": [str(r["id"]) for r in page],
-                    "meta": [rows.pick(r, scalars) for r in page],
-                }
-                if with_vectors:
-                    batch["f_g"] = rows.stack([r[spec.vector_field] for r in page], dim)  # (b, Dg)
-                    batch["f_l"] = self.fetch_local(batch["id"], consistency=consistency)  # (b, Dl)
-                yield batch
+                yield page
         finally:
             with self._wrap(f"iterate {self.global_name}"):
                 it.close()
@@ -313,21 +321,8 @@ class MilvusStore(CollectionPair):
         self._pair()
         fields = ["id", "path", "camera", "source", "person_id"]
         self._count(self.global_name)  # strong barrier: the iterator ignores the level on 2.3
-        with self._wrap(f"select from {self.global_name}"):
-            it = self._c.query_iterator(
-                self.global_name, batch_size=batch_size, filter=to_expr(sel),
-                output_fields=fields, consistency_level="Strong", timeout=self.timeout)
-        out: list[dict[str, Any]] = []
-        try:
-            while True:
-                with self._wrap(f"select from {self.global_name}"):
-                    page = it.next()
-                if not page:
-                    break
-                out.extend({f: r[f] for f in fields} for r in page)
-        finally:
-            with self._wrap(f"select from {self.global_name}"):
-                it.close()
+        out = [{f: r[f] for f in fields}
+               for page in self._pages(to_expr(sel), fields, "Strong", batch_size) for r in page]
         if sel.path_prefix:  # ``like`` may treat _ as a wildcard: check exactly
             out = [r for r in out if str(r["path"]).startswith(sel.path_prefix)]
         return out

@@ -6,6 +6,7 @@ import numpy as np
 
 from reidctl.store import MilvusStore
 from reidctl.store.filters import quote, to_expr
+from reidctl.store.milvus import search_width
 from reidctl.types import ImageMeta, Selection
 from tests.store.conftest import MODEL, Gallery
 
@@ -46,6 +47,14 @@ def test_delete_then_search_does_not_return_them(filled: MilvusStore, gallery: G
     hits = filled.search(gallery.f_g[:20], 300)  # default (Bounded) consistency, right after
     assert not {i for q in hits for i, _, _ in q} & set(gone)
     assert filled.count() == 250 and filled.select(Selection(cameras=("1",))) == []
+
+
+def test_filtered_searches_walk_wider() -> None:
+    assert search_width(20, 64, filtered=False) == 64
+    assert search_width(500, 64, filtered=False) == 500
+    assert search_width(20, 64, filtered=True) == 3000  # 43.8% -> 100% recall on CUHK03
+    assert search_width(1000, 64, filtered=True) == 4000
+    assert search_width(16384, 64, filtered=True) == 8192  # capped (the store raises to limit)
 
 
 def test_selective_filter_keeps_recall(store: MilvusStore) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,9 +45,60 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+@dataclass(frozen=True)
+class AppState:
+    """What the top-level options leave for the commands (``ctx.obj``).
+
+    Attributes:
+        connection: how to reach Milvus (everything but the URI and token, which
+            each command takes).
+        config: the parsed ``reidctl.toml`` (empty when there is none).
+        root: the top-level option values after the config file filled the unset ones.
+    """
+
+    connection: Connection
+    config: Any = None
+    root: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Verbosity:
+    quiet: bool = False
+    verbose: bool = False
+
+
+VERBOSITY = _Verbosity()
+
+
+def set_verbosity(*, quiet: bool, verbose: bool) -> None:
+    """Apply the top-level ``--quiet`` / ``--verbose`` (verbose wins)."""
+    import logging
+
+    VERBOSITY.quiet, VERBOSITY.verbose = quiet and not verbose, verbose
+    log = logging.getLogger("reidctl")
+    if verbose:
+        if not any(getattr(h, "_reidctl", False) for h in log.handlers):
+            from rich.logging import RichHandler
+
+            handler = RichHandler(console=err, show_path=False, markup=False)
+            handler._reidctl = True  # type: ignore[attr-defined]
+            log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+    else:
+        log.setLevel(logging.WARNING)
+
+
+def note(message: str) -> None:
+    """An informational line on stderr, silenced by ``--quiet``."""
+    if not VERBOSITY.quiet:
+        err.print(message, markup=False, highlight=False)
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """Prints a one-line error on stderr and returns the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
@@ -63,7 +114,7 @@ def errors_to_exit() -> Iterator[None]:
     except typer.Exit:
         raise
     except Exception as e:  # noqa: BLE001 - last resort: never a traceback for users
-        if os.environ.get("REIDCTL_DEBUG"):
+        if os.environ.get("REIDCTL_DEBUG") or VERBOSITY.verbose:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
         raise fail(f"unexpected {type(e).__name__}: {first} (set REIDCTL_DEBUG=1 for details)",
@@ -79,7 +130,7 @@ def bar_columns(*extra: TextColumn) -> tuple:
 @contextlib.contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     """A rich progress display on stderr; yields ``start(description, total) -> advance``."""
-    show = enabled and err.is_terminal
+    show = enabled and not VERBOSITY.quiet and err.is_terminal
     bar = Progress(*bar_columns(), console=err, transient=False, disable=not show)
 
     def start(description: str, total: int) -> Callable[[int], None]:
@@ -118,7 +169,8 @@ def open_store(  # noqa: ANN201 - lazy import
     """Opens the collection pair with the connection settings of the top-level options."""
     from reidctl.store import MilvusStore
 
-    base = ctx.obj if ctx is not None and isinstance(ctx.obj, Connection) else Connection()
+    state = ctx.find_object(AppState) if ctx is not None else None
+    base = state.connection if state is not None else Connection()
     conn = base.with_uri(uri)
     if token:
         conn = replace(conn, token=token)

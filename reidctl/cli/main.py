@@ -10,6 +10,7 @@ import typer
 
 from reidctl.cli import render
 from reidctl.cli.common import (
+    AppState,
     CollectionOpt,
     DeviceOpt,
     JsonOpt,
@@ -25,8 +26,11 @@ from reidctl.cli.common import (
     parse_time,
     print_json,
     progress,
+    set_verbosity,
 )
+from reidctl.cli.inspect_cmd import register as register_inspect
 from reidctl.cli.train_cmd import register as register_train
+from reidctl.cli.viz_cmd import register as register_viz
 from reidctl.config import DEFAULT_URI
 
 app = typer.Typer(
@@ -75,15 +79,39 @@ def main(
     timeout: Annotated[float, typer.Option(
         envvar="REIDCTL_TIMEOUT", min=0.1, help="Seconds allowed per database call.",
         rich_help_panel=_CONN)] = 30.0,
+    config: Annotated[Path | None, typer.Option(
+        "--config", envvar="REIDCTL_CONFIG", show_default=False,
+        help="Settings file (default: ./reidctl.toml when it exists). Precedence: option > "
+             "REIDCTL_* environment variable > this file > default.")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bars or notes; results and errors only.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log each step on stderr; full tracebacks of unexpected errors.")
+    ] = False,
 ) -> None:
     """Person re-identification as image retrieval on Milvus."""
+    from reidctl.cli.settings import default_map, find_config, load_config
     from reidctl.config import Connection
 
-    ctx.obj = Connection(
-        user=user, password=password, db_name=db, tls=tls,
-        ca_file=str(tls_ca) if tls_ca else None, server_name=tls_server_name,
-        client_cert=str(tls_cert) if tls_cert else None,
-        client_key=str(tls_key) if tls_key else None, timeout=timeout)
+    set_verbosity(quiet=quiet, verbose=verbose)
+    with errors_to_exit():
+        path, _ = find_config(config)
+        cfg = load_config(path, ctx.command)
+    ctx.default_map = default_map(cfg, ctx.command)
+    given = dict(ctx.params)
+    for name, value in cfg.common.items():  # the file fills what option/env left unset
+        src = ctx.get_parameter_source(name)
+        if name in given and (src is None or src.name == "DEFAULT"):
+            given[name] = value
+    path_or_none = lambda v: str(v) if v else None  # noqa: E731
+    conn = Connection(
+        user=given["user"], password=given["password"], db_name=given["db"], tls=bool(given["tls"]),
+        ca_file=path_or_none(given["tls_ca"]), server_name=given["tls_server_name"],
+        client_cert=path_or_none(given["tls_cert"]), client_key=path_or_none(given["tls_key"]),
+        timeout=float(given["timeout"]))
+    if given["quiet"] or given["verbose"]:
+        set_verbosity(quiet=bool(given["quiet"]), verbose=bool(given["verbose"]))
+    ctx.obj = AppState(connection=conn, config=cfg, root=given)
 
 
 @app.command()
@@ -268,25 +296,9 @@ def fit_pca(
                       f"({sum(r['skipped'].values())} skipped) in {r['seconds']} s")
 
 
-@app.command()
-def info(
-    ctx: typer.Context,
-    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
-    json_out: JsonOpt = False,
-) -> None:
-    """Show a collection pair: row counts, dimensions, index and model fingerprint."""
-    with errors_to_exit():
-        store = open_store(uri, collection, token, ctx)
-        i = store.info()
-        d = i.__dict__ if hasattr(i, "__dict__") else dict(i)
-        if json_out:
-            print_json(d)
-        else:
-            for k, v in d.items():
-                out.print(f"{k}: {v}")
-
-
 register_train(app)
+register_inspect(app)
+register_viz(app)
 
 
 def run() -> None:

@@ -246,6 +246,22 @@ class CollectionPair:
 
     # -- lifecycle --------------------------------------------------------------
 
+    def pair_names(self) -> list[str]:
+        """Names of every collection pair in this database (both collections present)."""
+        g, loc = self._specs["global"].suffix, self._specs["local"].suffix
+        with self._wrap("list collections"):
+            names = set(self._c.list_collections(timeout=self.timeout))
+        return sorted(n[: -len(g)] for n in names if n.endswith(g) and n[: -len(g)] + loc in names)
+
+    def disk_bytes(self) -> int | None:
+        """Bytes a Milvus Lite database takes on disk; None for a server (not visible)."""
+        if self._lite_path is None:
+            return None
+        root = Path(self._lite_path)
+        if root.is_file():
+            return root.stat().st_size
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
     def exists(self) -> bool:
         """Whether both collections of the pair are present."""
         return all(self._has(self._collection(r)) for r in ROLES)

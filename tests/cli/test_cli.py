@@ -112,7 +112,7 @@ def test_ingest_search_and_bad_queries(tmp_path: Path, small_root: Path) -> None
 
     r = _run("info", "--uri", uri, "--json")
     assert r.exit_code == 0
-    assert json.loads(r.stdout)["global_count"] == n
+    assert json.loads(r.stdout)["collections"][0]["global_count"] == n
 
 
 def test_eval_json_schema(tmp_path: Path, small_root: Path) -> None:
@@ -163,6 +163,7 @@ def test_sharded_ingest_covers_every_image_once(tmp_path: Path, small_root: Path
         counts.append(json.loads(r.stdout)["files"])
     n = len(list((small_root / "val").glob("*.jpg")))
     assert sum(counts) == n and all(c > 0 for c in counts)
-    assert json.loads(_run("info", "--uri", uri, "--json").stdout)["global_count"] == n
+    pairs = json.loads(_run("info", "--uri", uri, "--json").stdout)["collections"]
+    assert [p["global_count"] for p in pairs] == [n]
     r = _run("ingest", folder, "--uri", uri, "--shard", "3/3")
     assert r.exit_code == 2 and "--shard" in _one_line_error(r)

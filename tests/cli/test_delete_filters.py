@@ -60,7 +60,8 @@ def test_filters_and_delete(milvus_uri: str, gallery_dir: Path, val_images: list
     assert "0002" not in {h["person_id"] for h in hits} and len(hits) == n - r["deleted"]
     prefix = str(gallery_dir / "0003_")
     assert _json(["delete", *base, "--path-prefix", prefix, "-y", "--json"])["deleted"] > 0
-    assert _json(["info", *base, "--json"])["global_count"] == n - r["deleted"] - 5
+    assert _json(["info", *base, "--json"])["collections"][0]["global_count"] == (
+        n - r["deleted"] - 5)
 
     r = runner.invoke(app, ["delete", *base, "-y"])
     assert r.exit_code == 2 and "say what to delete" in r.stderr

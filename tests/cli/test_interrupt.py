@@ -39,5 +39,5 @@ def test_sigint_during_ingest_then_resume(tmp_path: Path, val_images: list[Path]
     assert r["unchanged"] > 0  # what the first run stored was not recomputed
     info = subprocess.run([*REIDCTL, "info", "--uri", uri, "--json"], capture_output=True,
                           text=True, timeout=120, env=env)
-    d = json.loads(info.stdout)
+    d = json.loads(info.stdout)["collections"][0]
     assert d["global_count"] == d["local_count"] == len(val_images)

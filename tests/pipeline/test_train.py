@@ -21,6 +21,7 @@ from reidctl.errors import InputError, ModelError
 from reidctl.model import load_checkpoint, load_model
 from reidctl.pipeline.train import TrainSettings, train
 from reidctl.pipeline.train_state import state_path
+from tests.cli_helpers import one_line_error, sub_app
 
 SETTINGS = TrainSettings(epochs=2, batch_p=4, batch_k=4, max_identities=16, seed=3)
 runner = CliRunner()
@@ -127,26 +128,16 @@ def test_resumed_run_equals_uninterrupted_run(
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register(app)
-    return app
+    return sub_app(register)
 
 
-def _one_line_error(result: Any) -> str:
-    text = result.stderr.strip()
-    assert "Traceback" not in result.output + text
-    assert len(text.splitlines()) == 1, text
-    return text
-
-
-def test_corrupt_state_file_is_a_one_line_error(train_dir: Path, tmp_path: Path) -> None:
+def test_corrupt_state_file_is_aone_line_error(train_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.pt"
     state_path(out).write_bytes(b"PK\x03\x04 not really a torch file")
     r = runner.invoke(_cli(), ["train", "--data", str(train_dir), "--out", str(out),
                                "--max-identities", "16", "--batch-p", "4", "--epochs", "2"])
     assert r.exit_code == 3
-    assert "corrupted" in _one_line_error(r)
+    assert "corrupted" in one_line_error(r)
 
 
 def test_state_from_other_settings_is_refused(
@@ -161,7 +152,7 @@ def test_state_from_other_settings_is_refused(
                                "--max-identities", "16", "--batch-p", "4", "--epochs", "3",
                                "--seed", "3", "--resume"])
     assert r.exit_code == 3
-    assert "epochs 2 there, 3 now" in _one_line_error(r)
+    assert "epochs 2 there, 3 now" in one_line_error(r)
 
 
 def test_bad_data_is_refused(train_dir: Path, tmp_path: Path) -> None:

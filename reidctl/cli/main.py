@@ -173,6 +173,9 @@ def search(
         help="Captured at or after (ISO 8601, UTC by default).", rich_help_panel=_FILTERS)] = None,
     before: Annotated[str | None, typer.Option(
         help="Captured before (ISO 8601).", rich_help_panel=_FILTERS)] = None,
+    grid: Annotated[Path | None, typer.Option(
+        help="Also draw the ranked lists into this PNG (query, then the top-k).",
+        show_default=False)] = None,
 ) -> None:
     """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
     with errors_to_exit():
@@ -187,8 +190,15 @@ def search(
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
                              where=None if where.empty else where)
         rows = [r.to_dict() for r in results]
+        if grid is not None:
+            from reidctl.data.names import parse_name
+            from reidctl.viz import render_grid
+
+            render_grid([r | {"query_person": parse_name(r["query"]).person_id or None}
+                         for r in rows], grid)
         if json_out:
-            print_json({"collection": collection, "model": extractor.fingerprint, "results": rows})
+            print_json({"collection": collection, "model": extractor.fingerprint, "results": rows}
+                       | ({"grid": str(grid)} if grid else {}))
         else:
             render.search_results(rows)
 
@@ -245,6 +255,11 @@ def evaluate(
         "--collection", "-c", help="Collection pair for the gallery "
         "(default eval_<dataset>_<model fingerprint>).", show_default=False)] = None,
     model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
+    grid: Annotated[Path | None, typer.Option(
+        help="Folder for a picture of C2F ranked lists of sample queries.",
+        show_default=False)] = None,
+    grid_queries: Annotated[int, typer.Option(min=1, max=64,
+                                              help="Queries in the --grid picture.")] = 8,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
@@ -259,7 +274,13 @@ def evaluate(
         name = collection or f"eval_{dataset}_{extractor.fingerprint}"
         store = open_store(uri, name, token, ctx)
         with progress(not quiet) as start:
-            report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start)
+            report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start,
+                              examples=grid_queries if grid else 0)
+        if grid is not None:
+            from reidctl.viz import render_grid
+
+            report["grid"] = str(render_grid(report.pop("examples"),
+                                             grid / f"eval_{dataset}_c2f.png"))
         if json_out:
             print_json(report)
         else:

@@ -15,7 +15,7 @@ from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cm
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import ProgressFn, extract_files
 from reidctl.pipeline.ingest import IngestReport, ingest
-from reidctl.pipeline.search import c2f, coarse_search
+from reidctl.pipeline.search import c2f, coarse_search, to_hits
 from reidctl.rerank import full_distances
 from reidctl.store import MilvusStore
 
@@ -36,7 +36,9 @@ class Gallery:
 
 
 def read_gallery(store: MilvusStore, device: torch.device) -> Gallery:
-    """Streams the collection pair into memory (evaluation only, never the search path)."""
+    """Streams the collection pair into memory (evaluation only, never the search path),
+    sorted by id so that seeded draws (single-shot CMC) do not depend on how the
+    backend orders its segments."""
     ids: list[str] = []
     pids: list[str] = []
     cams: list[str] = []
@@ -48,10 +50,11 @@ def read_gallery(store: MilvusStore, device: torch.device) -> Gallery:
         cams.extend(m["camera"] for m in batch["meta"])
         gs.append(batch["f_g"])
         ls.append(batch["f_l"])
+    order = np.argsort(np.array(ids), kind="stable")  # by id: independent of storage order
     return Gallery(
-        ids, np.array(pids), np.array(cams),
-        torch.from_numpy(np.concatenate(gs)).to(device),
-        torch.from_numpy(np.concatenate(ls)).to(device),
+        [ids[i] for i in order], np.array(pids)[order], np.array(cams)[order],
+        torch.from_numpy(np.concatenate(gs)[order]).to(device),
+        torch.from_numpy(np.concatenate(ls)[order]).to(device),
     )
 
 
@@ -62,12 +65,15 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 def evaluate(
     protocol: Protocol, store: MilvusStore, extractor: FeatureExtractor, *, m: int = 500,
     device: torch.device, batch_size: int = 64,
-    on_stage: Callable[[str, int], ProgressFn] | None = None,
+    on_stage: Callable[[str, int], ProgressFn] | None = None, examples: int = 0,
+    top_k: int = 10,
 ) -> dict:
     """Runs ``protocol``: ingests its gallery if needed, then scores coarse, C2F and linear.
 
     Args:
         on_stage: called with (stage name, total steps); returns a progress callback.
+        examples: keep the C2F top-``top_k`` of this many queries, evenly spaced over
+            the query list, under ``"examples"`` (for pictures).
 
     Returns:
         {"dataset", "protocol", "gallery_size", "num_queries", "model", "M", "ingest",
@@ -97,6 +103,9 @@ def evaluate(
     ranks = {k: np.full((len(queries), n), n, np.int64) for k in METHODS} if single_shot else {}
     w = extractor.fine_weight
     stages: dict[str, list[float]] = {"coarse": [], "fetch": [], "rerank": []}
+    shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
+                if examples and queries else [])
+    kept: list[dict] = []
     advance = stage("search", len(queries))
     for qi, q in enumerate(queries):
         good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
@@ -110,6 +119,9 @@ def evaluate(
         times["c2f"].append((time.perf_counter() - t) * 1e3)
         for name in stages:
             stages[name].append(getattr(stage_ms, name))
+        if qi in shown:
+            kept.append({"query": str(q.path), "query_person": q.person_id,
+                         "hits": [h.__dict__ for h in to_hits(fine, top_k)]})
         t = time.perf_counter()
         linear = torch.argsort(
             full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l, w), stable=True
@@ -148,4 +160,4 @@ def evaluate(
         "fine_distance": f"sqrt(d_g^2 + {w:g} * d_l^2)",
         "ingest": report.to_dict(),
         "methods": methods,
-    }
+    } | ({"examples": kept} if examples else {})

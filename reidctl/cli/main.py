@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from reidctl.cli import render
+from reidctl.cli.calibrate_cmd import register as register_calibrate
 from reidctl.cli.common import (
     AppState,
     CollectionOpt,
@@ -176,6 +177,9 @@ def search(
     grid: Annotated[Path | None, typer.Option(
         help="Also draw the ranked lists into this PNG (query, then the top-k).",
         show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, help="Answer 'no match' beyond this distance (default: the model's "
+        "calibrated threshold, see reidctl calibrate).", show_default=False)] = None,
 ) -> None:
     """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
     with errors_to_exit():
@@ -188,7 +192,7 @@ def search(
         store = open_store(uri, collection, token, ctx)
         extractor, dev = load_extractor(model, device)
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
-                             where=None if where.empty else where)
+                             where=None if where.empty else where, threshold=threshold)
         rows = [r.to_dict() for r in results]
         if grid is not None:
             from reidctl.data.names import parse_name
@@ -260,6 +264,9 @@ def evaluate(
         show_default=False)] = None,
     grid_queries: Annotated[int, typer.Option(min=1, max=64,
                                               help="Queries in the --grid picture.")] = 8,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, help="Open-set threshold to report TMR/FMR at (default: the model's).",
+        show_default=False)] = None,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
@@ -275,7 +282,7 @@ def evaluate(
         store = open_store(uri, name, token, ctx)
         with progress(not quiet) as start:
             report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start,
-                              examples=grid_queries if grid else 0)
+                              examples=grid_queries if grid else 0, threshold=threshold)
         if grid is not None:
             from reidctl.viz import render_grid
 
@@ -319,6 +326,7 @@ def fit_pca(
 
 register_train(app)
 register_inspect(app)
+register_calibrate(app)
 register_viz(app)
 
 

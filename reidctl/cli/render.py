@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from reidctl.cli.common import out
@@ -34,8 +35,14 @@ def search_results(results: list[dict]) -> None:
     """Prints one table of ranked hits per query."""
     for res in results:
         ms = res["ms"]
-        title = (f"{res['query']}  (coarse {ms['coarse']:.1f} ms, fetch {ms['fetch']:.1f} ms, "
-                 f"re-rank {ms['rerank']:.1f} ms)")
+        title = (f"{escape(res['query'])}  (coarse {ms['coarse']:.1f} ms, "
+                 f"fetch {ms['fetch']:.1f} ms, re-rank {ms['rerank']:.1f} ms)")
+        if res.get("no_match"):
+            best = res["hits"][0]["distance"] if res["hits"] else float("nan")
+            title += (f"\n[bold red]no match[/]: the best hit ({best:.4f}) is beyond the "
+                      f"threshold {res['threshold']:.4f}; the closest images follow")
+        elif res.get("no_match") is False:
+            title += f"\n[bold green]match[/] (threshold {res['threshold']:.4f})"
         table = Table(title=title, title_justify="left")
         for col in ("rank", "distance", "person", "camera"):
             table.add_column(col, justify="right" if col in ("rank", "distance") else "left")
@@ -72,5 +79,11 @@ def eval_table(r: dict) -> None:
     st = r["c2f_stages_ms_p50"]
     out.print(f"c2f stages (p50): coarse {st['coarse']:.1f} ms, fetch f_l {st['fetch']:.1f} ms, "
               f"re-rank {st['rerank']:.1f} ms; fine distance {r['fine_distance']}")
+    if "open_set" in r:
+        o = r["open_set"]
+        target = f" (calibrated for FMR {o['target_fmr']:.2%})" if o.get("target_fmr") else ""
+        out.print(f"open set at threshold {o['threshold']:.4f}{target}: true-match rate "
+                  f"{o['tmr']:.2%} of {o['queries_genuine']} queries, false-match rate "
+                  f"{o['fmr']:.2%} of {o['queries_impostor']} (each query's own person removed)")
     out.print(f"query feature extraction: {r['extract_ms_per_query']:.1f} ms per query (not in the "
               "retrieval times); AP counts relevant images the coarse stage cut off as misses")

@@ -8,6 +8,7 @@ as plain data, so loading never needs the ``.onnx`` file.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ class LoadedModel:
         path: the file it came from.
         stripe_pca: per-stripe whitening of ``f_l`` (empty: none).
         fine_weight: weight of the local distance in the fine stage.
+        open_set: the calibrated "no match" threshold and how it was obtained
+            (``{"threshold", "target_fmr", "calibrated_on", "fmr", "tmr"}``,
+            see :mod:`reidctl.openset`), or None. Not part of the fingerprint:
+            it does not change the features.
     """
 
     model: ConvNet
@@ -54,6 +59,17 @@ class LoadedModel:
     path: Path
     stripe_pca: tuple[PCA, ...] = ()
     fine_weight: float = 0.5
+    open_set: dict[str, Any] | None = None
+
+
+def _check_open_set(value: Any, where: str) -> dict[str, Any] | None:
+    """None, or a dict of plain data with a numeric ``threshold``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or isinstance(value.get("threshold"), bool) or not isinstance(
+            value.get("threshold"), (int, float)):
+        raise ValueError(f"{where}: open_set must be None or a dict with a numeric 'threshold'")
+    return dict(value)
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -83,6 +99,7 @@ def save_checkpoint(
     stripes: int = 4,
     stripe_pca: Sequence[PCA] = (),
     fine_weight: float = 0.5,
+    open_set: dict[str, Any] | None = None,
 ) -> str:
     """Write a model and everything needed to use it to one file (atomically).
 
@@ -97,6 +114,8 @@ def save_checkpoint(
         stripes: stripes of ``f_l``.
         stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
         fine_weight: weight of the local distance in the fine stage.
+        open_set: the calibrated open-set threshold record (plain data with a
+            numeric ``"threshold"``), or None; not part of the fingerprint.
 
     Returns:
         The fingerprint stored in the file.
@@ -110,6 +129,10 @@ def save_checkpoint(
         raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     extra = dict(extra or {})
     _check_plain(extra, "extra")
+    open_set = _check_open_set(open_set, "save")
+    _check_plain(open_set, "open_set")
+    # numpy scalars pass as float but would not load with weights_only; JSON makes them plain
+    open_set = None if open_set is None else json.loads(json.dumps(open_set))
     if stripe_pca and (len(stripe_pca) != stripes or any(
             p.in_dim != spec.channels or p.out_dim != spec.channels for p in stripe_pca)):
         k = spec.channels
@@ -131,6 +154,7 @@ def save_checkpoint(
         "state_dict": state,
         "fingerprint": fp,
         "extra": extra,
+        "open_set": open_set,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +222,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     pca = PCA.from_dict(data["pca"])
     stripe_pca = tuple(PCA.from_dict(p) for p in data.get("stripe_pca", []))
     fine_weight = float(data.get("fine_weight", 0.5))
+    try:  # absent in checkpoints written before open-set calibration
+        open_set = _check_open_set(data.get("open_set"), str(path))
+    except ValueError as exc:
+        raise ModelError(first_line(exc)) from exc
     if pca.in_dim != spec.channels:
         raise ModelError(f"{path}: PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     model = ConvNet(rebuild_backbone(spec.name, arch), spec.channels, num_classes)
@@ -209,4 +237,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: weights do not match the stored fingerprint "
             f"({fp} != {stored_fp}); file altered?"
         )
-    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path, stripe_pca, fine_weight)
+    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path, stripe_pca, fine_weight,
+                       open_set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,14 @@ class FeatureExtractor:
         fine_weight: weight of the local distance in the fine stage.
         source: where the weights came from, for reports.
         device: where to run.
+        open_set: the checkpoint's calibrated open-set record (``"threshold"``
+            etc., see :mod:`reidctl.openset`), or None.
+        checkpoint: the checkpoint file it was loaded from, None for a backbone.
 
     Attributes:
         name, input_size (H, W), global_dim (128), local_dim (stripes * K),
-        stripes, fingerprint, pca_kind, device, mean, std (ImageNet RGB).
+        stripes, fingerprint, pca_kind, device, mean, std (ImageNet RGB),
+        checkpoint.
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -58,6 +63,9 @@ class FeatureExtractor:
         device: str | torch.device = "cpu",
         stripe_pca: Sequence[PCA] = (),
         fine_weight: float = DEFAULT_FINE_WEIGHT,
+        *,
+        open_set: dict[str, Any] | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         if pca.in_dim != spec.channels:
             raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
@@ -74,13 +82,23 @@ class FeatureExtractor:
         self.stripe_pca = tuple(p.to(self.device) for p in stripe_pca)
         self.fine_weight = float(fine_weight)
         self.source = source
+        self.checkpoint = checkpoint
+        self._open_set = copy.deepcopy(open_set)
         self.fingerprint = fingerprint(model, spec, pca, stripes, stripe_pca)
         # (1, 3, 1, 1) each, broadcast over (B, 3, H, W)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
+    @property
+    def open_set(self) -> dict[str, Any] | None:
+        """The calibrated open-set record (a copy), None when the model has none.
+
+        ``open_set["threshold"]``: a best hit farther than this is "no match".
+        """
+        return copy.deepcopy(self._open_set)
+
     def describe(self) -> dict[str, Any]:
-        """What to print about the model: backbone, input size, K, PCA, fingerprint, weights."""
+        """What to print about the model: backbone, input size, K, PCA, open set, fingerprint."""
         return {
             "backbone": self.name,
             "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
@@ -92,6 +110,7 @@ class FeatureExtractor:
             "pca_detail": self.pca.describe(),
             "stripe_whitening": self.stripe_pca[0].describe() if self.stripe_pca else "none",
             "fine_weight": self.fine_weight,
+            "open_set": self.open_set,
             "fingerprint": self.fingerprint,
             "weights": self.source,
             "device": str(self.device),
@@ -205,5 +224,5 @@ def load_model(
     loaded = load_checkpoint(path, map_location=dev)
     return FeatureExtractor(
         loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev,
-        loaded.stripe_pca, loaded.fine_weight,
+        loaded.stripe_pca, loaded.fine_weight, open_set=loaded.open_set, checkpoint=path,
     )

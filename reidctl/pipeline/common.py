@@ -88,6 +88,7 @@ def extract_files(
 def model_record(extractor: FeatureExtractor) -> dict:
     """What the collection records about the model that made its vectors."""
     info = extractor.describe()
+    info.pop("open_set", None)  # a search setting, not a property of the vectors
     return {k: (v if isinstance(v, (str, int, float)) else str(v)) for k, v in info.items()}
 
 

@@ -13,6 +13,7 @@ import torch
 from reidctl.data.datasets import Protocol
 from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cmc, summarize
 from reidctl.model import FeatureExtractor
+from reidctl.openset import operating_point, scores_from_ranking
 from reidctl.pipeline.common import ProgressFn, extract_files
 from reidctl.pipeline.ingest import IngestReport, ingest
 from reidctl.pipeline.search import c2f, coarse_search, to_hits
@@ -66,7 +67,7 @@ def evaluate(
     protocol: Protocol, store: MilvusStore, extractor: FeatureExtractor, *, m: int = 500,
     device: torch.device, batch_size: int = 64,
     on_stage: Callable[[str, int], ProgressFn] | None = None, examples: int = 0,
-    top_k: int = 10,
+    top_k: int = 10, threshold: float | None = None,
 ) -> dict:
     """Runs ``protocol``: ingests its gallery if needed, then scores coarse, C2F and linear.
 
@@ -74,6 +75,9 @@ def evaluate(
         on_stage: called with (stage name, total steps); returns a progress callback.
         examples: keep the C2F top-``top_k`` of this many queries, evenly spaced over
             the query list, under ``"examples"`` (for pictures).
+        threshold: the open-set "no match" distance (default: the model's calibrated
+            one); when there is one, ``"open_set"`` reports the true-match rate and the
+            false-match rate (leave-identity-out) of C2F at it.
 
     Returns:
         {"dataset", "protocol", "gallery_size", "num_queries", "model", "M", "ingest",
@@ -106,6 +110,10 @@ def evaluate(
     shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
                 if examples and queries else [])
     kept: list[dict] = []
+    if threshold is None and extractor.open_set:
+        threshold = float(extractor.open_set["threshold"])
+    open_lists: list[list[tuple[float, str, str]]] = []
+    has_genuine: list[bool] = []
     advance = stage("search", len(queries))
     for qi, q in enumerate(queries):
         good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
@@ -119,6 +127,10 @@ def evaluate(
         times["c2f"].append((time.perf_counter() - t) * 1e3)
         for name in stages:
             stages[name].append(getattr(stage_ms, name))
+        if threshold is not None:
+            open_lists.append([(c.distance, c.meta.get("person_id", ""), c.meta.get("camera", ""))
+                               for c in fine])
+            has_genuine.append(bool(good.any()))
         if qi in shown:
             kept.append({"query": str(q.path), "query_person": q.person_id,
                          "hits": [h.__dict__ for h in to_hits(fine, top_k)]})
@@ -160,4 +172,18 @@ def evaluate(
         "fine_distance": f"sqrt(d_g^2 + {w:g} * d_l^2)",
         "ingest": report.to_dict(),
         "methods": methods,
-    } | ({"examples": kept} if examples else {})
+    } | ({"examples": kept} if examples else {}) | (
+        {"open_set": _open_set(open_lists, has_genuine, protocol, threshold, extractor)}
+        if threshold is not None else {})
+
+
+def _open_set(lists: list, genuine: list[bool], protocol: Protocol, threshold: float,
+              extractor: FeatureExtractor) -> dict:
+    """Open-set figures of the C2F rankings at ``threshold`` (see :mod:`reidctl.openset`)."""
+    scores = scores_from_ranking(
+        lists, [q.person_id for q in protocol.queries], [q.camera for q in protocol.queries],
+        genuine=genuine, junk_ids=frozenset(protocol.junk_person_ids))
+    point = operating_point(scores, threshold)
+    record = extractor.open_set or {}
+    return point | {"target_fmr": record.get("target_fmr"),
+                    "source": "model" if record.get("threshold") == threshold else "option"}

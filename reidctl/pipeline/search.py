@@ -47,10 +47,21 @@ class QueryResult:
     query: str
     hits: list[Hit]
     timings: Timings = field(default_factory=Timings)
+    threshold: float | None = None  # the open-set "no match" distance, when there is one
+
+    @property
+    def no_match(self) -> bool | None:
+        """True when the best hit lies beyond the threshold (the person is most likely not
+        in the gallery); None without a threshold."""
+        if self.threshold is None:
+            return None
+        return not self.hits or self.hits[0].distance > self.threshold
 
     def to_dict(self) -> dict:
         return {
             "query": self.query,
+            "no_match": self.no_match,
+            "threshold": self.threshold,
             "hits": [h.__dict__ for h in self.hits],
             "ms": {"coarse": round(self.timings.coarse, 3), "fetch": round(self.timings.fetch, 3),
                    "rerank": round(self.timings.rerank, 3)},
@@ -115,11 +126,14 @@ def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
 def search(
     queries: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
     top_k: int = 10, m: int = 500, device: torch.device, where: Selection | None = None,
+    threshold: float | None = None,
 ) -> list[QueryResult]:
     """Coarse-to-fine search of every query image; returns its top-``top_k`` hits.
 
     ``where`` restricts the gallery (camera, source, time window); the filter runs
     inside Milvus, in the coarse ANN search, so the M candidates all satisfy it.
+    ``threshold`` (default: the model's calibrated one, if any) marks a query "no match"
+    when its best hit is farther.
 
     Raises:
         CollectionNotFound: the collection pair does not exist.
@@ -128,11 +142,13 @@ def search(
     """
     store.check_model(extractor.fingerprint)
     filter = to_expr(where) if where else None
+    if threshold is None and extractor.open_set:
+        threshold = float(extractor.open_set["threshold"])
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
     results = []
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
         ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
                               filter=filter)
-        results.append(QueryResult(str(path), to_hits(ranked, top_k), timings))
+        results.append(QueryResult(str(path), to_hits(ranked, top_k), timings, threshold))
     return results

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
+from reidctl.errors import InputError
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when a GPU is present, else the CPU."""
+    """``auto`` picks CUDA when a GPU is present, else the CPU.
+
+    Raises:
+        InputError: anything but ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not _DEVICE.fullmatch(str(requested)):
+        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), got {requested!r}")
     return torch.device(requested)
 
 

@@ -21,6 +21,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
@@ -102,6 +104,30 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+class OneLineGroup(TyperGroup):
+    """The app's command group: usage errors (unknown option, bad value, missing
+    argument) become one ``error:`` line and exit 2, like every other error, instead of
+    click's multi-line usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,  # noqa: ANN401, D102
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:  # noqa: ANN401
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except TyperException as e:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(e.format_message().split())
+            if not message:  # no arguments at all: the help was printed
+                raise SystemExit(e.exit_code) from None
+            raise SystemExit(fail(message + hint, e.exit_code).exit_code) from None
+        except typer.Abort:
+            raise SystemExit(fail("aborted", 1).exit_code) from None
+        raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
     """Turns library errors into one-line messages and documented exit codes."""
@@ -164,9 +190,14 @@ def print_json(obj: Any) -> None:
 
 
 def open_store(  # noqa: ANN201 - lazy import
-    uri: str, collection: str, token: str | None, ctx: typer.Context | None = None,
+    uri: str, collection: str, token: str | None, ctx: typer.Context | None = None, *,
+    must_exist: bool = False,
 ):
-    """Opens the collection pair with the connection settings of the top-level options."""
+    """Opens the collection pair with the connection settings of the top-level options.
+
+    ``must_exist``: for commands that only read, a Lite file that is not there is an
+    error (exit 5) rather than a new empty database.
+    """
     from reidctl.store import MilvusStore
 
     state = ctx.find_object(AppState) if ctx is not None else None
@@ -178,6 +209,11 @@ def open_store(  # noqa: ANN201 - lazy import
         parent = Path(uri).expanduser().resolve().parent
         if not parent.is_dir():
             raise InputError(f"folder of the database file does not exist: {parent}")
+        if must_exist and not Path(uri).expanduser().exists():
+            from reidctl.errors import CollectionNotFound
+
+            raise CollectionNotFound(f"no Milvus Lite database at {uri} (reidctl ingest "
+                                     "creates it)")
     return MilvusStore(conn, collection)
 
 

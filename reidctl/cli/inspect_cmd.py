@@ -98,14 +98,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show the database: collection pairs, row counts, index, model, disk size, settings."""
         with errors_to_exit():
-            from pathlib import Path
-
-            from reidctl.errors import CollectionNotFound
-
-            if "://" not in uri and not Path(uri).expanduser().exists():
-                raise CollectionNotFound(f"no Milvus Lite database at {uri} "
-                                         "(reidctl ingest creates it)")
-            store = open_store(uri, collection or "gallery", token, ctx)
+            store = open_store(uri, collection or "gallery", token, ctx, must_exist=True)
             with store:
                 names = [collection] if collection else store.pair_names()
                 pairs = []
@@ -134,8 +127,7 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
         json_out: JsonOpt = False,
     ) -> None:
-        """Check Python, torch, the device, the model, Milvus and the collection; say what
-        to fix."""
+        """Check torch, the device, the model, Milvus and the collection; say what to fix."""
         from dataclasses import replace
 
         with errors_to_exit():

@@ -16,6 +16,7 @@ from reidctl.cli.common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    OneLineGroup,
     QuietOpt,
     TokenOpt,
     UriOpt,
@@ -35,7 +36,7 @@ from reidctl.cli.viz_cmd import register as register_viz
 from reidctl.config import DEFAULT_URI
 
 app = typer.Typer(
-    name="reidctl", no_args_is_help=True, pretty_exceptions_enable=False,
+    name="reidctl", no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineGroup,
     help="Person re-identification as image retrieval: Conv-Net descriptors, "
          "coarse-to-fine search on Milvus.",
 )
@@ -189,7 +190,7 @@ def search(
         where = Selection(cameras=tuple(camera or ()), exclude_cameras=tuple(exclude_camera or ()),
                           sources=tuple(source or ()), after_ms=parse_time(after, "--after"),
                           before_ms=parse_time(before, "--before"))
-        store = open_store(uri, collection, token, ctx)
+        store = open_store(uri, collection, token, ctx, must_exist=True)
         extractor, dev = load_extractor(model, device)
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
                              where=None if where.empty else where, threshold=threshold)
@@ -231,7 +232,7 @@ def delete(
         sel = Selection(ids=tuple(ids or ()), path_prefix=path_prefix,
                         cameras=tuple(camera or ()), sources=tuple(source or ()),
                         person_ids=tuple(person or ()))
-        store = open_store(uri, collection, token, ctx)
+        store = open_store(uri, collection, token, ctx, must_exist=True)
         if not (dry_run or yes):
             preview = run_delete(store, sel, dry_run=True)
             if preview["matched"] and not sys.stdin.isatty():

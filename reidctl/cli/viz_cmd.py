@@ -32,8 +32,10 @@ def explain(
         "--out", "-o", help="PNG to write: image, confidence map, overlay.")],
     model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto", json_out: JsonOpt = False,
 ) -> None:
-    """Draw the confidence map of the image's best training identity (needs a trained
-    checkpoint: the classifier block of ``reidctl train``)."""
+    """Draw the classifier block's confidence map of the image's best identity.
+
+    Needs a trained checkpoint (``reidctl train``): the classifier block is what draws it.
+    """
     with errors_to_exit():
         from reidctl.errors import InputError
         from reidctl.viz import confidence_map, render_confidence_map

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from reidctl.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MIN_SIDE = 16  # px; smaller crops carry no usable appearance
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 MAX_PIXELS = 40_000_000  # beyond this a "person crop" is a decompression bomb or a mistake
 
 
@@ -104,7 +106,12 @@ def decode(data: bytes, size: tuple[int, int]) -> Decoded:
             img.load()
     except SkipImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow refuses the header's size before we see it (a decompression bomb)
+        pixels = _BOMB_PIXELS.search(str(e))
+        detail = f"{int(pixels.group(1)):,} px" if pixels else "over Pillow's pixel limit"
+        raise SkipImage("too large", f"{detail}, the limit is {MAX_PIXELS:,} px") from None
+    except UnidentifiedImageError:
         raise SkipImage("not an image") from None
     except (OSError, ValueError, SyntaxError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -20,6 +20,7 @@ _SPACES = re.compile(r"\s+")
 _MAX_DETAIL = 240
 _NOT_FOUND = re.compile(r"collection\b.*\b(not exist|not found|can't find)", re.IGNORECASE)
 _DISK_FULL = re.compile(r"no space left on device|errno 28|disk quota", re.IGNORECASE)
+_AUTH = re.compile(r"unauthenticated|auth check failure|authenticat\w* fail", re.IGNORECASE)
 _TIMEOUT = re.compile(r"deadline.?exceeded|timed? ?out|timeout", re.IGNORECASE)
 
 
@@ -68,6 +69,10 @@ def translate(
     """
     detail = scrub(_detail(exc), secrets)
     log.debug("pymilvus error during %s: %s", action, detail)
+    if _refused_credentials(exc):
+        return StoreError(f"{action} at {where} failed: authentication failed (the server "
+                          "refused the user name / password or token: check --user, "
+                          "--password or --token)")
     if _DISK_FULL.search(detail):
         return StoreError(f"{action} at {where} failed: the disk is full ({detail})")
     if _TIMEOUT.search(detail):
@@ -75,6 +80,21 @@ def translate(
     if _NOT_FOUND.search(detail) or getattr(exc, "code", None) == 100:
         return CollectionNotFound(f"{action} at {where}: {detail}")
     return StoreError(f"{action} at {where} failed: {detail}")
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """Whether the server refused the credentials, anywhere in the exception's chain
+    (pymilvus reports it as a generic connection failure and keeps gRPC's
+    UNAUTHENTICATED only in ``__context__``)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        code = e.code() if isinstance(e, grpc.RpcError) and hasattr(e, "code") else None
+        if code == grpc.StatusCode.UNAUTHENTICATED or _AUTH.search(_detail(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 _CAUGHT = (MilvusException, grpc.RpcError, grpc.FutureTimeoutError, ConnectionError)

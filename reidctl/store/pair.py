@@ -27,7 +27,7 @@ from pymilvus import MilvusClient
 from pymilvus.client.types import LoadState
 
 from reidctl.config import Connection
-from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, StoreError
+from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
 from reidctl.store._lite import hold_lite, release_lite
 from reidctl.store._wrap import redact_uri, wrapped
 from reidctl.store.schema import META_KEY, ROLES, PairMeta, build_schema, load_spec, parse_record
@@ -105,10 +105,11 @@ class CollectionPair:
         Raises:
             StoreError: the server is unreachable within ``timeout``, or the Lite
                 file cannot be opened (missing directory, in use by another process).
-            ValueError: ``name`` is not a valid collection name.
+            InputError: ``name`` is not a valid collection name.
         """
         if not _NAME.fullmatch(name):
-            raise ValueError(f"collection-pair name {name!r}: use letters, digits and '_'")
+            raise InputError(f"collection-pair name {name!r}: use letters, digits and '_' "
+                             "(starting with a letter or '_')")
         conn = uri if isinstance(uri, Connection) else Connection(uri)
         if token is not None:
             conn = replace(conn, token=token)
@@ -430,11 +431,15 @@ class CollectionPair:
             CollectionNotFound: the pair does not exist.
             FeatureSpaceMismatch: naming the stored and the given fingerprint.
         """
-        stored = self._pair().fingerprint
+        meta = self._pair()
+        stored = meta.fingerprint
         if fingerprint != stored:
+            model = dict(meta.model)
+            made_by = ", ".join(str(model[k]) for k in ("backbone", "source") if model.get(k))
             raise FeatureSpaceMismatch(
-                f"collection pair {self.name!r} holds vectors of model {stored!r}, "
-                f"not {fingerprint!r}"
+                f"collection pair {self.name!r} holds vectors of model {stored!r}"
+                f"{f' ({made_by})' if made_by else ''}, not {fingerprint!r}: pass the --model "
+                "it was built with, or use another --collection"
             )
 
     def count(self) -> int:

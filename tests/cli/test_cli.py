@@ -62,7 +62,8 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_search_on_missing_collection(tmp_path: Path, val_images: list[Path]) -> None:
     r = _run("search", str(val_images[0]), "--uri", str(tmp_path / "a.db"), "-c", "nothing")
     assert r.exit_code == 5
-    assert "nothing" in _one_line_error(r)
+    assert "no Milvus Lite database at" in _one_line_error(r)
+    assert not (tmp_path / "a.db").exists()  # searching did not create an empty database
 
 
 def test_database_folder_missing(tmp_path: Path, val_images: list[Path]) -> None:

@@ -35,30 +35,7 @@ MIN_ROWS = 20
 
 # Rows marked † in the doc: what should happen and does not yet. Keyed by the
 # situation cell (without the †); remove an entry, and the † in the doc, once fixed.
-KNOWN_PROBLEMS = {
-    "decompression bomb (a 50 KB PNG of 20000×20000 px) among images: skipped":
-        "over PIL's MAX_IMAGE_PIXELS, Image.open raises DecompressionBomb* before "
-        "decode() checks the size, and the file is counted as 'not an image'",
-    "decompression bomb as query":
-        "reported as 'cannot use query image ...: not an image' instead of too large",
-    "unknown `--device`":
-        "torch's RuntimeError escapes: exit 1, 'unexpected RuntimeError: Expected one of "
-        "cpu, cuda, ipu, xpu, ... device type at start of device string: tpu'",
-    "collection name with bad characters":
-        "MilvusStore raises ValueError: exit 1, 'unexpected ValueError: collection-pair "
-        "name ... (set REIDCTL_DEBUG=1 for details)' instead of a bad-input error",
-    "wrong server password (server)":
-        "UNAUTHENTICATED from the server is reported as 'connect at ... failed: Fail "
-        "connecting to server ..., illegal connection params or server unavailable', "
-        "the same words as a server that is down",
-    "unknown option":
-        "usage errors are printed by typer as a multi-line 'Usage: ... ╭─ Error ─╮' box, "
-        "not one 'error:' line",
-    "option value out of range":
-        "usage errors are printed by typer as a multi-line box, not one 'error:' line",
-    "missing argument":
-        "usage errors are printed by typer as a multi-line box, not one 'error:' line",
-}
+KNOWN_PROBLEMS: dict[str, str] = {}
 
 # REIDCTL_* settings that must not leak from the caller's environment into the rows
 SETTINGS_ENV = ("REIDCTL_URI", "REIDCTL_TOKEN", "REIDCTL_COLLECTION", "REIDCTL_MODEL",

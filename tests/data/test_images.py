@@ -61,7 +61,7 @@ def test_truncated_not_image_tiny_and_bomb(val_images: list[Path], tmp_path: Pat
     Image.new("1", (20000, 20000)).save(bomb)  # 400 MP, a few KB on disk
     with pytest.raises(SkipImage) as e:
         load(bomb, SIZE)
-    assert e.value.reason in ("too large", "not an image")
+    assert e.value.reason == "too large"
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(SkipImage):

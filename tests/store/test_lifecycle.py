@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, StoreError
+from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
 from reidctl.store import MilvusStore, StoreInfo, connect
 from tests.store.conftest import GLOBAL_DIM, LOCAL_DIM, MODEL, Gallery
 
@@ -147,7 +147,7 @@ def test_unreachable_server(uri: str, token: str | None) -> None:
 
 
 def test_invalid_arguments(store: MilvusStore, gallery: Gallery) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="collection-pair name 'bad-name'"):
         MilvusStore(store.uri, "bad-name")
     with pytest.raises(ValueError):
         store.create(global_dim=GLOBAL_DIM, local_dim=LOCAL_DIM, model={"name": "no fingerprint"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,15 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     drop_all(uri)
     yield uri
     drop_all(uri)
+
+
+@pytest.fixture(scope="session")
+def small_root(tmp_path_factory: pytest.TempPathFactory, val_images: list[Path]) -> Path:
+    """A CUHK03-shaped root (``val/`` only) with the val images of persons 0000-0009
+    (about 100 images); read-only for the tests that share it."""
+    root = tmp_path_factory.mktemp("cuhk03_small") / "root"
+    (root / "val").mkdir(parents=True)
+    for p in val_images:
+        if int(p.name[:4]) < 10:
+            shutil.copy(p, root / "val" / p.name)
+    return root

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from reidctl.cli import render
+from reidctl.cli.bench_cmd import register as register_bench
 from reidctl.cli.calibrate_cmd import register as register_calibrate
 from reidctl.cli.common import (
     AppState,
@@ -328,6 +329,7 @@ def fit_pca(
 register_train(app)
 register_inspect(app)
 register_calibrate(app)
+register_bench(app)
 register_viz(app)
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
@@ -28,15 +27,6 @@ def _one_line_error(result) -> str:  # noqa: ANN001
     return text
 
 
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory, val_images: list[Path]) -> Path:
-    """A CUHK03-shaped root holding the first 10 persons of val."""
-    root = tmp_path_factory.mktemp("cuhk") / "root"
-    (root / "val").mkdir(parents=True)
-    for p in val_images:
-        if int(p.name[:4]) < 10:
-            shutil.copy(p, root / "val" / p.name)
-    return root
 
 
 def test_help_does_not_import_torch() -> None:

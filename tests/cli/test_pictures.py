@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,15 +16,6 @@ from reidctl.viz import GREEN, RED, GridLayout
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory, val_images: list[Path]) -> Path:
-    """A CUHK03-shaped root holding the first 8 persons of val."""
-    root = tmp_path_factory.mktemp("pic") / "root"
-    (root / "val").mkdir(parents=True)
-    for p in val_images:
-        if int(p.name[:4]) < 8:
-            shutil.copy(p, root / "val" / p.name)
-    return root
 
 
 def _frame_colour(png: Path, row: int, col: int) -> tuple[int, ...]:

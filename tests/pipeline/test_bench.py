@@ -18,7 +18,8 @@ from reidctl.data.datasets import cuhk03
 from reidctl.errors import InputError
 from reidctl.metrics import relevance, score_ranking
 from reidctl.model import FeatureExtractor, load_model
-from reidctl.pipeline.bench import DistractorCache, ap_from_positions, gallery_features, grow
+from reidctl.pipeline.bench import ap_from_positions
+from reidctl.pipeline.bench_cache import DistractorCache, gallery_features, grow
 from reidctl.pipeline.common import to_batch
 from reidctl.store import MilvusStore
 from tests.cli_helpers import one_line_error, sub_app

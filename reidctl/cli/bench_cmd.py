@@ -97,6 +97,9 @@ def bench(
     ingest_sample: Annotated[int, typer.Option(
         min=0, hidden=True, help="Train images for the ingest throughput (0: skip).",
         rich_help_panel=_TUNING)] = 512,
+    prepare_only: Annotated[bool, typer.Option(
+        "--prepare", help="Only extract the distractors up to the largest --n into the cache "
+        "(resumable; no database).")] = False,
 ) -> None:
     """Scale benchmark: CUHK03 val + N synthetic distractors; coarse vs C2F vs linear scan.
 
@@ -106,7 +109,7 @@ def bench(
         from reidctl.data.datasets import cuhk03
         from reidctl.data.distractors import train_pool
         from reidctl.errors import InputError
-        from reidctl.pipeline.bench import DEFAULT_SIZES, run_bench
+        from reidctl.pipeline.bench import DEFAULT_SIZES, prepare, run_bench
 
         if not (root / "val").is_dir():
             raise InputError(f"no CUHK03 val folder under {root} (set --root or REIDCTL_CUHK03)")
@@ -114,6 +117,18 @@ def bench(
         protocol = cuhk03(root, "val")
         train_files = train_pool(train or root / "train")
         extractor, dev = load_extractor(model, device)
+        if prepare_only:
+            top = max(n or DEFAULT_SIZES)
+            with progress(not quiet) as start:
+                r = prepare(protocol, train_files, extractor, cache_dir=cache /
+                            extractor.fingerprint, n=top, seed=seed, chunk_size=chunk_size,
+                            on_progress=start(f"distractors to N={top}", top))
+            if json_out:
+                print_json(r)
+            else:
+                out.print(f"cache {r['cache']}: {r['chunks']} chunks for N = {r['n']:,} "
+                          f"({r['chunks_computed']} computed now in {r['seconds']} s)")
+            return
         with progress(not quiet) as start:
             report = run_bench(
                 protocol, train_files, extractor,

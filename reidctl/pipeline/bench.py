@@ -312,6 +312,31 @@ def evenly(items: Sequence, k: int | None) -> list:
     return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
 
 
+def prepare(protocol: Protocol, train_files: Sequence[Path], extractor: FeatureExtractor, *,
+            cache_dir: Path, n: int, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+            on_progress: ProgressFn | None = None) -> dict:
+    """Fill the descriptor cache up to ``n`` distractors (and the gallery), nothing else.
+
+    The long part of a first benchmark run, on its own: resumable chunk by chunk, so it
+    can be spread over several runs before any database is involved.
+
+    Returns:
+        ``{"cache", "n", "chunks_computed", "chunks", "seconds", "images_per_s"}``.
+    """
+    if n < 0:
+        raise InputError(f"distractor count must be >= 0, got {n}")
+    cache = DistractorCache(cache_dir, extractor, train_files, seed, chunk_size)
+    t0 = time.perf_counter()
+    gallery_features(cache, protocol.gallery, None)
+    if on_progress is not None:  # what earlier runs left counts as done
+        on_progress(max(0, n - len(cache.missing(n)) * chunk_size))
+    computed = cache.ensure(n, on_progress)
+    seconds = time.perf_counter() - t0
+    return {"cache": str(cache.folder), "n": n, "chunks_computed": len(computed),
+            "chunks": len(cache.chunks(n)), "seconds": round(seconds, 1),
+            "images_per_s": round(len(computed) * chunk_size / seconds, 1) if computed else None}
+
+
 def run_bench(
     protocol: Protocol, train_files: Sequence[Path], extractor: FeatureExtractor,
     open_pair: OpenPair, *, cache_dir: Path, backend: str, device: torch.device,

@@ -222,3 +222,14 @@ def test_backend_and_uri_must_agree(small_root: Path, tmp_path: Path) -> None:
     r = _invoke(small_root, small_root, tmp_path, "--backend", "milvus-server")
     assert r.exit_code == 2
     assert "milvus-lite URI" in one_line_error(r)
+
+
+def test_prepare_fills_the_cache_only(small_root: Path, cuhk03_root: Path, tmp_path: Path) -> None:
+    r = _invoke(small_root, cuhk03_root / "train", tmp_path, "--prepare")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["n"] == 64 and rep["chunks"] == 2 and rep["chunks_computed"] == 2
+    assert len(list(Path(rep["cache"]).glob("chunk_*.npz"))) == 2
+    assert not (tmp_path / "bench.db").exists()  # no database involved
+    again = json.loads(_invoke(small_root, cuhk03_root / "train", tmp_path, "--prepare").stdout)
+    assert again["chunks_computed"] == 0

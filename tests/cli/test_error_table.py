@@ -222,10 +222,11 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def val_dir(tmp_path_factory: pytest.TempPathFactory, val_images: list[Path]) -> Path:
-    """32 images: 4 batches of 8 for the Ctrl-C row."""
+    """256 images: 32 batches of 8 for the Ctrl-C row (enough that the signal arrives
+    while batches are still being written, even on a fast machine)."""
     folder = tmp_path_factory.mktemp("error-table-ctrlc") / "val"
     folder.mkdir()
-    for p in val_images[:32]:
+    for p in val_images[:256]:
         shutil.copy(p, folder / p.name)
     return folder
 

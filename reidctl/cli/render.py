@@ -61,7 +61,8 @@ def eval_table(r: dict) -> None:
     out.print(f"[bold]{r['protocol']}[/]")
     out.print(
         f"gallery {r['gallery_size']} images, {r['num_queries']} queries, M = {r['M']}, "
-        f"model {model.get('backbone')} {model.get('fingerprint')} (PCA: {model.get('pca')})"
+        f"model {model.get('backbone')} {model.get('fingerprint')} "
+        f"(f_g: {model.get('pca_detail') or model.get('pca')})"
     )
     table = Table(title_justify="left")
     cols = ["method", "mAP", "mAP (trapz)", "rank-1", "rank-5", "rank-10", "ms p50", "ms p95"]

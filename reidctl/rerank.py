@@ -82,14 +82,18 @@ def full_distances(
     ||f_q - f_x||^2 = d_g^2 + w * d_l^2, so the concatenation is never materialised.
 
     Args:
-        q_global: (Dg,), q_local: (Dl,) one query.
+        q_global: (Dg,) and q_local: (Dl,) for one query, or (Q, Dg) and (Q, Dl) for a block.
         g_global: (N, Dg), g_local: (N, Dl) the gallery, on the compute device.
 
     Returns:
-        (N,) distances.
+        (N,) distances for one query, (Q, N) for a block.
     """
     dev = g_global.device
-    qg = torch.as_tensor(q_global, device=dev, dtype=torch.float32)[None, :]  # (1, Dg)
-    ql = torch.as_tensor(q_local, device=dev, dtype=torch.float32)[None, :]  # (1, Dl)
-    d2 = squared_euclidean(qg, g_global)[0] + local_weight * squared_euclidean(ql, g_local)[0]
-    return d2.sqrt()  # (N,)
+    qg = torch.as_tensor(q_global, device=dev, dtype=torch.float32)
+    ql = torch.as_tensor(q_local, device=dev, dtype=torch.float32)
+    one = qg.dim() == 1
+    if one:
+        qg, ql = qg[None, :], ql[None, :]  # (1, Dg), (1, Dl)
+    d2 = squared_euclidean(qg, g_global) + local_weight * squared_euclidean(ql, g_local)  # (Q, N)
+    d = d2.sqrt()
+    return d[0] if one else d

@@ -56,3 +56,14 @@ def test_rerank_with_coarse_distances_equals_full_descriptor_order() -> None:
     full = full_distances(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl), 0.5).numpy()
     assert order.tolist() == np.argsort(full, kind="stable").tolist()
     np.testing.assert_allclose(dist, np.sort(full), atol=1e-5)
+
+
+def test_full_distances_of_a_block_equal_those_of_each_query() -> None:
+    rng = np.random.default_rng(3)
+    qg, ql = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(5, 12)).astype(np.float32)
+    gg = torch.from_numpy(rng.normal(size=(9, 8)).astype(np.float32))
+    gl = torch.from_numpy(rng.normal(size=(9, 12)).astype(np.float32))
+    block = full_distances(qg, ql, gg, gl, 0.5)
+    assert block.shape == (5, 9)
+    for i in range(5):
+        assert torch.allclose(block[i], full_distances(qg[i], ql[i], gg, gl, 0.5), atol=1e-5)

@@ -189,6 +189,13 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def connection(uri: str, token: str | None, ctx: typer.Context | None = None) -> Connection:
+    """The top-level connection settings with a command's URI and token."""
+    state = ctx.find_object(AppState) if ctx is not None else None
+    conn = (state.connection if state is not None else Connection()).with_uri(uri)
+    return replace(conn, token=token) if token else conn
+
+
 def open_store(  # noqa: ANN201 - lazy import
     uri: str, collection: str, token: str | None, ctx: typer.Context | None = None, *,
     must_exist: bool = False,
@@ -200,11 +207,7 @@ def open_store(  # noqa: ANN201 - lazy import
     """
     from reidctl.store import MilvusStore
 
-    state = ctx.find_object(AppState) if ctx is not None else None
-    base = state.connection if state is not None else Connection()
-    conn = base.with_uri(uri)
-    if token:
-        conn = replace(conn, token=token)
+    conn = connection(uri, token, ctx)
     if "://" not in uri:
         parent = Path(uri).expanduser().resolve().parent
         if not parent.is_dir():

@@ -14,6 +14,7 @@ from reidctl.cli.common import (
     ModelOpt,
     TokenOpt,
     UriOpt,
+    connection,
     errors_to_exit,
     open_store,
     out,
@@ -128,19 +129,10 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Check torch, the device, the model, Milvus and the collection; say what to fix."""
-        from dataclasses import replace
-
         with errors_to_exit():
             from reidctl.pipeline.doctor import FAIL, run_checks
 
-            state = ctx.find_object(AppState)
-            conn = state.connection if state is not None else None
-            from reidctl.config import Connection
-
-            conn = replace(conn or Connection(), uri=uri)
-            if token:
-                conn = replace(conn, token=token)
-            checks = run_checks(conn, collection, model, device)
+            checks = run_checks(connection(uri, token, ctx), collection, model, device)
             failed = sum(c.status == FAIL for c in checks)
             if json_out:
                 print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})

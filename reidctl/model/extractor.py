@@ -97,6 +97,11 @@ class FeatureExtractor:
         """
         return copy.deepcopy(self._open_set)
 
+    @property
+    def threshold(self) -> float | None:
+        """The calibrated "no match" distance, or None when the model has none."""
+        return float(self._open_set["threshold"]) if self._open_set else None
+
     def describe(self) -> dict[str, Any]:
         """What to print about the model: backbone, input size, K, PCA, open set, fingerprint."""
         return {

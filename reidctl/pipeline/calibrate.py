@@ -28,7 +28,7 @@ from reidctl.errors import InputError, ModelError
 from reidctl.model import FeatureExtractor, load_checkpoint, save_checkpoint
 from reidctl.openset import OpenSetScores, calibrate, operating_point, scores_from_distances
 from reidctl.pipeline.common import ProgressFn, decoded_batches
-from reidctl.rerank import squared_euclidean
+from reidctl.rerank import full_distances
 from reidctl.types import ImageMeta
 
 MARKET_JUNK = frozenset({"-1"})
@@ -173,11 +173,10 @@ def split_scores(
     parts = []
     for s in range(0, len(features.queries), _CHUNK):
         q = features.queries[s:s + _CHUNK]
-        q_g = torch.as_tensor(features.q_g[s:s + _CHUNK], device=device)  # (B, Dg)
-        q_l = torch.as_tensor(features.q_l[s:s + _CHUNK], device=device)  # (B, Dl)
-        d2 = squared_euclidean(q_g, g_g) + fine_weight * squared_euclidean(q_l, g_l)  # (B, G)
+        d = full_distances(features.q_g[s:s + _CHUNK], features.q_l[s:s + _CHUNK], g_g, g_l,
+                           fine_weight)  # (B, G)
         parts.append(scores_from_distances(
-            d2.sqrt().cpu().numpy(), [m.person_id for m in q], g_ids, [m.camera for m in q],
+            d.cpu().numpy(), [m.person_id for m in q], g_ids, [m.camera for m in q],
             g_cams, junk_ids=features.junk_ids))
     return OpenSetScores.concat(parts)
 

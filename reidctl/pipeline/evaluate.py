@@ -110,8 +110,7 @@ def evaluate(
     shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
                 if examples and queries else [])
     kept: list[dict] = []
-    if threshold is None and extractor.open_set:
-        threshold = float(extractor.open_set["threshold"])
+    threshold = extractor.threshold if threshold is None else threshold
     open_lists: list[list[tuple[float, str, str]]] = []
     has_genuine: list[bool] = []
     advance = stage("search", len(queries))
@@ -184,6 +183,6 @@ def _open_set(lists: list, genuine: list[bool], protocol: Protocol, threshold: f
         lists, [q.person_id for q in protocol.queries], [q.camera for q in protocol.queries],
         genuine=genuine, junk_ids=frozenset(protocol.junk_person_ids))
     point = operating_point(scores, threshold)
-    record = extractor.open_set or {}
-    return point | {"target_fmr": record.get("target_fmr"),
-                    "source": "model" if record.get("threshold") == threshold else "option"}
+    from_model = threshold == extractor.threshold
+    return point | {"target_fmr": (extractor.open_set or {}).get("target_fmr") if from_model
+                    else None, "source": "model" if from_model else "option"}

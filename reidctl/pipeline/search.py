@@ -142,8 +142,7 @@ def search(
     """
     store.check_model(extractor.fingerprint)
     filter = to_expr(where) if where else None
-    if threshold is None and extractor.open_set:
-        threshold = float(extractor.open_set["threshold"])
+    threshold = extractor.threshold if threshold is None else threshold
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
     results = []

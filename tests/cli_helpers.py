@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,3 +29,38 @@ def sub_app(register: Callable[[typer.Typer], None]) -> typer.Typer:
     app.callback()(lambda: None)
     register(app)
     return app
+
+
+def _batch_stored(uri: Path) -> bool:
+    """Whether a Milvus Lite database has data in a global collection's WAL (Lite appends
+    each upsert to it): the ingest's first batch is stored, the others are to come."""
+    return any(os.path.getsize(p) > 0
+               for p in glob.glob(str(uri / "collections" / "*_global" / "wal" / "*")))
+
+
+def interrupt_ingest(command: list[str], uri: Path, env: dict[str, str],
+                     attempts: int = 3) -> tuple[int, str, str]:
+    """Runs an ingest into the Lite database ``uri`` as a real process and sends SIGINT as
+    soon as its first batch is stored; returns (exit code, stdout, stderr). A run that
+    finished before the signal arrived is retried on a fresh database; when every try
+    finishes first, the test fails (it would have checked nothing)."""
+    env = dict(env, PYTHONUNBUFFERED="1")
+    for _ in range(attempts):
+        shutil.rmtree(uri, ignore_errors=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while (time.monotonic() < deadline and proc.poll() is None
+                   and not _batch_stored(uri)):
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            return proc.returncode, stdout, stderr
+    raise AssertionError(f"{attempts} ingests finished before SIGINT arrived: "
+                         "nothing was interrupted")

@@ -8,16 +8,12 @@ doc cannot drift from what reidctl does.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
+from tests.cli_helpers import interrupt_ingest
 from tests.milvus_server import SERVER_CREDENTIALS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
@@ -294,29 +291,12 @@ def _console_script() -> list[str]:
 
 def run_interrupted(row: Row, args: list[str]) -> None:
     """Runs the ingest as a real process, sends SIGINT once a batch is stored, checks
-    the one-line error, then that the same command run again completes the ingest."""
+    the one-line error, then that the same command run again completes the ingest.
+    A run that finished before the signal arrived is retried on a fresh database."""
     uri = Path(args[args.index("--uri") + 1])
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([*_console_script(), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        # Lite appends each upsert to a WAL file: once the global one has data, the
-        # first batch is stored and the others are still to come
-        while time.monotonic() < deadline and proc.poll() is None and not any(
-                os.path.getsize(p) > 0
-                for p in glob.glob(str(uri / "collections" / "*_global" / "wal" / "*"))):
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the ingest finished before the signal arrived: nothing to check")
-    check(row, proc.returncode, stdout, stderr)
+    code, stdout, stderr = interrupt_ingest([*_console_script(), *args], uri, env)
+    check(row, code, stdout, stderr)
 
     r = runner.invoke(app, [*args, "--json"], env=RUNNER_ENV)
     assert r.exit_code == 0, r.output + r.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.cli_helpers import interrupt_ingest
 
 REIDCTL = [sys.executable, "-m", "reidctl.cli.main"]
 
@@ -17,17 +17,9 @@ def test_sigint_during_ingest_then_resume(tmp_path: Path, val_images: list[Path]
     uri = str(tmp_path / "i.db")
     folder = val_images[0].parent
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([*REIDCTL, "ingest", str(folder), "--uri", uri, "--batch-size", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while not Path(uri).exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(4.0)  # model loaded, batches being written
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:  # finished before the signal on a fast machine: nothing to check
-        return
-    assert proc.returncode == 130, err
+    code, _, err = interrupt_ingest(
+        [*REIDCTL, "ingest", str(folder), "--uri", uri, "--batch-size", "16"], Path(uri), env)
+    assert code == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["error: interrupted"]
 

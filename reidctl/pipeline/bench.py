@@ -187,7 +187,8 @@ def _batched_qps(store: MilvusStore, queries: Features, m: int, weight: float,
     nq = len(queries.metas)
     t0 = time.perf_counter()
     for s in range(0, nq, QUERY_BLOCK):
-        hits = store.search(queries.f_g[s:s + QUERY_BLOCK], m, consistency=CONSISTENCY)
+        hits = store.search(queries.f_g[s:s + QUERY_BLOCK], m, consistency=CONSISTENCY,
+                            with_meta=False)
         ids = list(dict.fromkeys(pk for rows in hits for pk, _, _ in rows))
         f_l = store.fetch_local(ids, consistency=CONSISTENCY)  # (U, Dl)
         row = {pk: i for i, pk in enumerate(ids)}
@@ -213,7 +214,8 @@ def measure(store: MilvusStore, queries: Features, gallery: Features, cache: Dis
     for qi in range(nq):
         timings = Timings()
         t0 = time.perf_counter()
-        cands = coarse_search(store, queries.f_g[qi], m, consistency=CONSISTENCY)
+        cands = coarse_search(store, queries.f_g[qi], m, consistency=CONSISTENCY,
+                              with_meta=False)
         timings.coarse = (time.perf_counter() - t0) * 1e3
         fine = fine_rerank(store, queries.f_l[qi], cands, device, fine_weight=weight,
                            consistency=CONSISTENCY, timings=timings)

@@ -70,10 +70,12 @@ class QueryResult:
 
 def coarse_search(
     store: MilvusStore, q_global: np.ndarray, m: int, *, filter: str | None = None,
-    consistency: str = "Bounded",
+    consistency: str = "Bounded", with_meta: bool = True,
 ) -> list[Candidate]:
-    """Euclidean top-``m`` over the gallery's f_g (ANN in Milvus), nearest first."""
-    rows = store.search(q_global[None, :], m, filter=filter, consistency=consistency)[0]
+    """Euclidean top-``m`` over the gallery's f_g (ANN in Milvus), nearest first; without
+    ``with_meta`` the candidates carry ids and distances only."""
+    rows = store.search(q_global[None, :], m, filter=filter, consistency=consistency,
+                        with_meta=with_meta)[0]
     return [Candidate(i, d, meta) for i, d, meta in rows]
 
 
@@ -101,16 +103,27 @@ def fine_rerank(
 def c2f(
     store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int, device: torch.device,
     *, fine_weight: float, filter: str | None = None, consistency: str = "Bounded",
+    with_meta: bool = True,
 ) -> tuple[list[Candidate], Timings]:
-    """Coarse-to-fine search for one query: the re-ranked top-``m``."""
+    """Coarse-to-fine search for one query: the re-ranked top-``m`` (see
+    :func:`coarse_search` for ``with_meta``)."""
     timings = Timings()
     t0 = time.perf_counter()
-    cands = coarse_search(store, q_global, m, filter=filter, consistency=consistency)
+    cands = coarse_search(store, q_global, m, filter=filter, consistency=consistency,
+                          with_meta=with_meta)
     timings.coarse = (time.perf_counter() - t0) * 1e3
     if not cands:
         return [], timings
     return fine_rerank(store, q_local, cands, device, fine_weight=fine_weight,
                        consistency=consistency, timings=timings), timings
+
+
+def with_metadata(store: MilvusStore, candidates: list[Candidate],
+                  consistency: str = "Bounded") -> list[Candidate]:
+    """The candidates with their metadata read from the global collection (one query
+    for all of them); a row deleted meanwhile keeps empty metadata."""
+    meta = store.existing([c.id for c in candidates], consistency=consistency)
+    return [Candidate(c.id, c.distance, meta.get(c.id, {})) for c in candidates]
 
 
 def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
@@ -147,7 +160,11 @@ def search(
     m = max(m, top_k)
     results = []
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
+        # the M candidates travel as ids; metadata is read for the top-k shown only
         ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
-                              filter=filter)
-        results.append(QueryResult(str(path), to_hits(ranked, top_k), timings, threshold))
+                              filter=filter, with_meta=False)
+        t0 = time.perf_counter()
+        shown = with_metadata(store, ranked[:top_k]) if ranked else []
+        timings.fetch += (time.perf_counter() - t0) * 1e3  # reads from Milvus, like f_l
+        results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold))
     return results

@@ -107,8 +107,10 @@ def stack(vectors: Sequence[Any], dim: int) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
 
 
-def hits_to_tuples(hits: Sequence[Any]) -> list[tuple[str, float, dict[str, Any]]]:
-    """One query's Milvus hits as ``(id, euclidean distance, metadata)``, nearest first.
+def hits_to_tuples(hits: Sequence[Any], fields: Sequence[str] = HIT_FIELDS,
+                   ) -> list[tuple[str, float, dict[str, Any]]]:
+    """One query's Milvus hits as ``(id, euclidean distance, metadata)``, nearest first
+    (metadata: ``fields`` of the hit's entity).
 
     Milvus reports L2 as the *squared* distance; it is square-rooted here, after
     clipping float round-off below zero.
@@ -117,7 +119,7 @@ def hits_to_tuples(hits: Sequence[Any]) -> list[tuple[str, float, dict[str, Any]
     for h in hits:
         entity = h.get("entity") or {}
         d2 = max(float(h["distance"]), 0.0)
-        out.append((str(h["id"]), math.sqrt(d2), pick(entity, HIT_FIELDS)))
+        out.append((str(h["id"]), math.sqrt(d2), pick(entity, fields)))
     out.sort(key=lambda t: t[1])
     return out
 

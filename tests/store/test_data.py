@@ -98,6 +98,9 @@ def test_search_metadata_and_filter(filled: MilvusStore, gallery: Gallery) -> No
         "path": m.path,
         "captured_at": m.captured_at,
     }
+    bare = filled.search(gallery.f_g[5:6], 3, consistency="Strong", with_meta=False)[0]
+    assert [(pk, d) for pk, d, _ in bare] == [(pk, d) for pk, d, _ in hits]
+    assert all(meta == {} for _, _, meta in bare)
     only_cam2 = filled.search(gallery.f_g[:3], 20, filter='camera == "2"', consistency="Strong")
     assert all(meta["camera"] == "2" for hits in only_cam2 for _, _, meta in hits)
     assert len(only_cam2[0]) == 20

@@ -16,7 +16,7 @@ from reidctl.model import FeatureExtractor
 from reidctl.openset import operating_point, scores_from_ranking
 from reidctl.pipeline.common import ProgressFn, extract_files
 from reidctl.pipeline.ingest import IngestReport, ingest
-from reidctl.pipeline.search import c2f, coarse_search, to_hits
+from reidctl.pipeline.search import c2f, coarse_search, to_hits, with_metadata
 from reidctl.rerank import full_distances
 from reidctl.store import MilvusStore
 
@@ -118,21 +118,24 @@ def evaluate(
         good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
                                protocol.junk_person_ids)
         t = time.perf_counter()
-        coarse = coarse_search(store, q_g[qi], m_eff, consistency=SESSION)
+        # ids and distances only, as the search command ranks; identities come from
+        # the gallery read above
+        coarse = coarse_search(store, q_g[qi], m_eff, consistency=SESSION, with_meta=False)
         times["coarse"].append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
         fine, stage_ms = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w,
-                             consistency=SESSION)
+                             consistency=SESSION, with_meta=False)
         times["c2f"].append((time.perf_counter() - t) * 1e3)
         for name in stages:
             stages[name].append(getattr(stage_ms, name))
         if threshold is not None:
-            open_lists.append([(c.distance, c.meta.get("person_id", ""), c.meta.get("camera", ""))
-                               for c in fine])
+            open_lists.append([(c.distance, str(gallery.pids[index[c.id]]),
+                                str(gallery.cams[index[c.id]])) for c in fine])
             has_genuine.append(bool(good.any()))
         if qi in shown:
             kept.append({"query": str(q.path), "query_person": q.person_id,
-                         "hits": [h.__dict__ for h in to_hits(fine, top_k)]})
+                         "hits": [h.__dict__ for h in to_hits(
+                             with_metadata(store, fine[:top_k], SESSION), top_k)]})
         t = time.perf_counter()
         linear = torch.argsort(
             full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l, w), stable=True

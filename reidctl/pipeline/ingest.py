@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,18 +97,27 @@ def _read_chunk(
     return good, bad
 
 
+_Chunk = tuple[list[_Read], list[tuple], dict[str, dict], dict[str, "np.ndarray | SkipImage"]]
+
+
 def _chunks(
-    files: Sequence[Path], size: int, source: str | None, mtime: bool, pool: ThreadPoolExecutor
-) -> Iterator[tuple[list[_Read], list[tuple]]]:
-    """Reads and hashes chunk i+1 in the background while chunk i is processed."""
+    files: Sequence[Path], size: int, source: str | None, mtime: bool, pool: ThreadPoolExecutor,
+    prepare: Callable[[list[_Read]], tuple[dict[str, dict], dict]],
+) -> Iterator[_Chunk]:
+    """Reads and hashes chunk i+1 in the background while chunk i is processed, and runs
+    ``prepare`` on its readable files (what the store holds of them, decoded pixels)."""
+    def job(paths: Sequence[Path]) -> _Chunk:
+        good, bad = _read_chunk(paths, source, mtime)
+        return (good, bad, *prepare(good))
+
     starts = range(0, len(files), size)
     pending: Future | None = None
     for start in starts:
-        current = pending or pool.submit(_read_chunk, files[start:start + size], source, mtime)
+        current = pending or pool.submit(job, files[start:start + size])
         nxt = start + size
         pending = None
         if nxt < len(files):
-            pending = pool.submit(_read_chunk, files[nxt:nxt + size], source, mtime)
+            pending = pool.submit(job, files[nxt:nxt + size])
         yield current.result()
 
 
@@ -144,8 +153,28 @@ def ingest(
     fp = extractor.fingerprint
     seen: set[str] = set()
     last: list[str] = []  # ids of the last batch written
-    with ThreadPoolExecutor(max_workers=2) as io_pool, ThreadPoolExecutor(max_workers=2) as dec:
-        for reads, bad in _chunks(files, batch_size, source, time_from_mtime, io_pool):
+    writing: Future | None = None  # the previous batch's upsert, running meanwhile
+
+    def stale(r: _Read, stored: dict[str, dict]) -> bool:
+        return force or not (r.digest in stored and _same(stored[r.digest], r.meta, fp))
+
+    def prepare(reads: list[_Read]) -> tuple[dict[str, dict], dict]:
+        """In the background: the stored records of a chunk, and the pixels of the files
+        that need computing (decoding overlaps the forward pass of the chunk before)."""
+        stored = store.existing([r.digest for r in reads]) if reads else {}
+        pixels: dict[str, np.ndarray | SkipImage] = {}
+        for r in reads:
+            if stale(r, stored):
+                try:
+                    pixels[r.digest] = decode(r.data, size).pixels
+                except SkipImage as e:
+                    pixels[r.digest] = e
+        return stored, pixels
+
+    with ThreadPoolExecutor(max_workers=1) as io_pool, \
+            ThreadPoolExecutor(max_workers=1) as writer:
+        for reads, bad, stored, pixels in _chunks(files, batch_size, source, time_from_mtime,
+                                                  io_pool, prepare):
             for p, reason in bad:
                 report.skip(p, reason)
             fresh: list[_Read] = []
@@ -155,18 +184,9 @@ def ingest(
                 else:
                     seen.add(r.digest)
                     fresh.append(r)
-            stored = store.existing([r.digest for r in fresh]) if fresh else {}
-            todo = [r for r in fresh if force or not (
-                r.digest in stored and _same(stored[r.digest], r.meta, fp))]
+            todo = [r for r in fresh if stale(r, stored)]
             report.unchanged += len(fresh) - len(todo)
-
-            def _decode(r: _Read) -> np.ndarray | SkipImage:
-                try:
-                    return decode(r.data, size).pixels
-                except SkipImage as e:
-                    return e
-
-            decoded = list(dec.map(_decode, todo))
+            decoded = [pixels[r.digest] for r in todo]
             ok: list[tuple[_Read, np.ndarray]] = []
             for r, px in zip(todo, decoded, strict=True):
                 if isinstance(px, SkipImage):
@@ -176,7 +196,10 @@ def ingest(
             if ok:
                 d = extractor.extract(to_batch([px for _, px in ok]))
                 last = [r.digest for r, _ in ok]
-                store.upsert(last, d.global_, d.local, [r.meta for r, _ in ok], fp)
+                if writing is not None:
+                    writing.result()  # in order, one at a time; its error surfaces here
+                writing = writer.submit(store.upsert, last, d.global_, d.local,
+                                        [r.meta for r, _ in ok], fp)
                 for r, _ in ok:
                     if r.digest in stored:
                         report.updated += 1
@@ -184,8 +207,11 @@ def ingest(
                         report.ingested += 1
             if on_progress:
                 on_progress(len(reads) + len(bad))
+        if writing is not None:
+            writing.result()
     if report.computed:
-        store.flush()  # sealed segments: later searches and counts are ~3x faster on Lite
+        if store.is_lite:  # sealed segments: later searches and counts are ~3x faster on
+            store.flush()  # Lite; a server seals on its own and its flush waits seconds
         store.wait_visible(last, present=True)  # batches are written in order
     report.seconds = time.perf_counter() - t0
     if report.files and report.skipped.total() == report.files:

@@ -362,6 +362,11 @@ class CollectionPair:
                     self._c.drop_collection(collection, timeout=self.timeout)
         self._meta = None
 
+    @property
+    def is_lite(self) -> bool:
+        """Whether this is an embedded Milvus Lite database (not a server)."""
+        return self._lite_path is not None
+
     def flush(self) -> None:
         """Seal buffered writes of both collections to storage."""
         self._pair()

@@ -47,8 +47,11 @@ def interrupt_ingest(command: list[str], uri: Path, env: dict[str, str],
     env = dict(env, PYTHONUNBUFFERED="1")
     for _ in range(attempts):
         shutil.rmtree(uri, ignore_errors=True)
+        # SIGINT at its default: a shell starts background jobs with it ignored, and a
+        # Python started that way keeps ignoring it (no KeyboardInterrupt at all)
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+                                text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 120
             while (time.monotonic() < deadline and proc.poll() is None

@@ -186,9 +186,9 @@ def ingest(
                     fresh.append(r)
             todo = [r for r in fresh if stale(r, stored)]
             report.unchanged += len(fresh) - len(todo)
-            decoded = [pixels[r.digest] for r in todo]
             ok: list[tuple[_Read, np.ndarray]] = []
-            for r, px in zip(todo, decoded, strict=True):
+            for r in todo:
+                px = pixels[r.digest]
                 if isinstance(px, SkipImage):
                     report.skip(r.path, px.reason)
                 else:

@@ -178,7 +178,12 @@ def render_bench(r: dict) -> None:
     if ing.get("images_per_s"):
         out.print(f"ingest: {ing['images_per_s']:.1f} images/s through reidctl ingest, "
                   f"{ing['forward_images_per_s']:.1f} images/s for the forward pass alone "
-                  f"({ing['images']} train images, batches of {ing['batch_size']})")
+                  f"({ing['images_per_s'] / ing['forward_images_per_s']:.0%}; forward one batch "
+                  f"at a time {max(ing['forward_one_batch_images_per_s_rounds']):.1f}, in "
+                  f"{ing['forward_streams']} streams "
+                  f"{max(ing['forward_streams_images_per_s_rounds']):.1f}; best of "
+                  f"{ing['rounds']} rounds, {ing['images']} train images, batches of "
+                  f"{ing['batch_size']})")
     c = r["cache"]
     out.print(f"cache {c['dir']}: {len(c['chunks_computed'])} chunk(s) of {c['chunk_size']} "
               f"computed now; f_l stored as {c['f_l_dtype']} (max abs error "

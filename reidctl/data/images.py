@@ -89,12 +89,22 @@ def content_id(path: Path) -> str:
 
 
 def decode(data: bytes, size: tuple[int, int]) -> Decoded:
-    """Decodes image bytes into an RGB array resized to ``size`` = (H, W).
+    """Decodes image bytes into a (3, H, W) RGB array resized to ``size`` = (H, W).
 
     Any mode (grey, palette, RGBA, CMYK, 16-bit) is converted to RGB.
 
     Raises:
         SkipImage: not an image, truncated, too small, or too large.
+    """
+    hwc = decode_hwc(data, size)  # (H, W, 3)
+    return Decoded(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+
+
+def decode_hwc(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """As :func:`decode`, in the decoder's own (H, W, 3) uint8 layout (no transpose copy).
+
+    Raises:
+        SkipImage: as for :func:`decode`.
     """
     try:
         with warnings.catch_warnings():
@@ -130,8 +140,7 @@ def decode(data: bytes, size: tuple[int, int]) -> Decoded:
         img = img.convert("RGB")
     target_h, target_w = size
     img = img.resize((target_w, target_h), Image.Resampling.BILINEAR)
-    pixels = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
-    return Decoded(np.ascontiguousarray(pixels))
+    return np.asarray(img, dtype=np.uint8)  # (H, W, 3)
 
 
 def load(path: Path | str, size: tuple[int, int]) -> tuple[str, Decoded]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,18 @@ ProgressFn = Callable[[int], None]
 def to_batch(pixels: Sequence[np.ndarray]) -> torch.Tensor:
     """Stacks (3, H, W) uint8 arrays into a (B, 3, H, W) float tensor in [0, 1]."""
     return torch.from_numpy(np.stack(pixels)).float().div_(255.0)  # (B, 3, H, W)
+
+
+def hwc_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """Stacks (H, W, 3) uint8 arrays into a (B, 3, H, W) float tensor in [0, 1] whose memory
+    is channels-last, the layout the CPU convolutions want (so the model makes no copy).
+
+    Same values as :func:`to_batch` of the transposed arrays. Built with numpy alone, so a
+    background thread can run it without starting a second pool of torch threads.
+    """
+    arr = np.stack(images).astype(np.float32)  # (B, H, W, 3)
+    arr /= np.float32(255.0)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2)  # (B, 3, H, W) view, NHWC memory
 
 
 def decoded_batches(
@@ -83,6 +95,36 @@ def extract_files(
         if on_progress:
             on_progress(n)
     return np.concatenate(out_g), np.concatenate(out_l)
+
+
+class ForwardStreams:
+    """Runs :meth:`FeatureExtractor.extract` on several batches at once, for throughput.
+
+    On a CPU the torch threads are split between ``streams`` threads that each run whole
+    batches (2 streams of 1 thread on 2 cores): a batch's many small operations then never
+    wait for the other core at the end of each one, which is ~15% more images/s than one
+    batch at a time on 2 threads (same descriptors, bit for bit). On a GPU: one stream.
+    Use as a context manager; ``submit`` returns a future of the descriptors.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, streams: int | None = None) -> None:
+        threads = torch.get_num_threads()
+        cpu = extractor.device.type == "cpu"
+        self.streams = streams or (2 if cpu and threads >= 2 else 1)
+        per = max(1, threads // self.streams)
+        self.extractor = extractor
+        self._pool = ThreadPoolExecutor(
+            self.streams, thread_name_prefix="forward",
+            initializer=torch.set_num_threads if cpu else None, initargs=(per,) if cpu else ())
+
+    def submit(self, batch: torch.Tensor) -> Future:
+        return self._pool.submit(self.extractor.extract, batch)
+
+    def __enter__(self) -> ForwardStreams:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def model_record(extractor: FeatureExtractor) -> dict:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reidctl.pipeline.ingest import WRITE_BATCHES
+
 REPO = Path(__file__).resolve().parents[2]
 N_IMAGES = 120
 BATCH = 8  # 15 batches: room for kills at several points of the writing phase
@@ -108,17 +110,18 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
 def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
     val_images: list[Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    n, cut = 40, 3  # SIGKILL right after the 3rd batch's local write
+    w = WRITE_BATCHES * BATCH  # rows per write: ingest gathers batches into one upsert
+    n = w + BATCH  # two writes: w rows, then BATCH rows; SIGKILL after the 2nd local one
     images = _copy(val_images[:n], tmp_path / "images")
     uri = _empty_store("lite", tmp_path, request)  # (passes on the server too, 40 s slower)
     killed, _ = crash_check.run_ingest(
         images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
-        launcher=HOOK, env={"CRASH_AFTER": f"upsert:_local:{cut}"}, **COMMON)
+        launcher=HOOK, env={"CRASH_AFTER": "upsert:_local:2"}, **COMMON)
     assert killed.returncode == -9, killed.error
     snap = crash_check.read_store(images, uri, "crash")
-    assert snap["global_count"] == (cut - 1) * BATCH, snap
-    assert snap["local_count"] == cut * BATCH, snap
-    assert snap["local_without_global"] == BATCH, snap  # the cut batch: local only
+    assert snap["global_count"] == w, snap
+    assert snap["local_count"] == n, snap
+    assert snap["local_without_global"] == BATCH, snap  # the cut write: local only
     assert snap["global_without_local"] == 0, snap
     assert snap["duplicates_global"] == snap["duplicates_local"] == 0, snap
 
@@ -126,8 +129,8 @@ def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
                                       period_hint=1.0, skip_upto=0, **COMMON)
     assert final.outcome == "final", final.error
     r = final.report
-    assert r["unchanged"] == (cut - 1) * BATCH, r
-    assert r["ingested"] == n - (cut - 1) * BATCH and r["updated"] == 0, r  # cut batch redone
+    assert r["unchanged"] == w, r
+    assert r["ingested"] == BATCH and r["updated"] == 0, r  # the cut write redone
     s = crash_check.read_store(images, uri, "crash", sample=8)
     assert s["global_count"] == s["local_count"] == s["global_distinct"] == n, s
     assert s["local_without_global"] == s["global_without_local"] == 0, s

@@ -207,7 +207,14 @@ def test_a_tiny_bench_run(small_root: Path, cuhk03_root: Path, tmp_path: Path) -
                                                          abs=0.5)
     lin = [run["methods"]["linear"]["mAP"] for run in rep["runs"]]
     assert lin[1] <= lin[0] + 1e-9  # distractors are never relevant
-    assert rep["ingest"]["images_per_s"] > 0 and rep["ingest"]["forward_images_per_s"] > 0
+    ing = rep["ingest"]
+    assert ing["images_per_s"] == pytest.approx(max(ing["images_per_s_rounds"]), abs=0.05)
+    assert len(ing["forward_one_batch_images_per_s_rounds"]) == ing["rounds"] == 3
+    # the baseline is the faster way of running the bare model
+    assert ing["forward_images_per_s"] == pytest.approx(max(
+        ing["forward_one_batch_images_per_s_rounds"] + ing["forward_streams_images_per_s_rounds"]),
+        abs=0.05)
+    assert ing["images_per_s"] > 0
     assert rep["cache"]["chunks_computed"] == [0, 1] and rep["cache"]["f_l_dtype"] == "float16"
     assert [run["inserted"] for run in rep["runs"]] == [n_gallery, n_gallery + 64]
     assert Image.open(tmp_path / "p.png").size == (960, 360)

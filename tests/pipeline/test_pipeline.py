@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from reidctl.data.datasets import Protocol, cuhk03
+from reidctl.data.images import content_id, decode, decode_hwc
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError
 from reidctl.model import load_model
+from reidctl.pipeline.common import extract_files, hwc_batch, to_batch
 from reidctl.pipeline.evaluate import evaluate
 from reidctl.pipeline.ingest import ingest
 from reidctl.pipeline.search import c2f, coarse_search, search
@@ -50,6 +52,31 @@ def test_ingest_twice_leaves_no_duplicates(store, extractor, subset) -> None:
     assert r3.updated == 5 and store.count() == len(subset)
     ids = [b for batch in store.iterate(with_vectors=False) for b in batch["id"]]
     assert len(ids) == len(set(ids)) == len(subset)
+
+
+def test_ingest_stores_what_the_model_computes(store, extractor, subset, tmp_path) -> None:
+    """The ingest path (decoded ahead, batched channels-last, forward in parallel streams,
+    writes gathered) stores exactly the descriptors of one plain batch-by-batch pass;
+    a copy of an image in a later batch is dropped from a batch decoded before it."""
+    copy = tmp_path / "zz_copy.jpg"
+    shutil.copy(subset[0], copy)
+    r = ingest([*subset, copy], store, extractor, batch_size=16)
+    assert (r.ingested, r.skipped["duplicate content"]) == (len(subset), 1)
+    got = {i: (g, loc) for b in store.iterate()
+           for i, g, loc in zip(b["id"], b["f_g"], b["f_l"], strict=True)}
+    f_g, f_l = extract_files(extractor, subset)
+    for k, p in enumerate(subset):
+        g, loc = got[content_id(p)]
+        np.testing.assert_allclose(g, f_g[k], atol=1e-6)
+        np.testing.assert_allclose(loc, f_l[k], atol=1e-6)
+
+
+def test_hwc_batch_is_to_batch_channels_last(subset) -> None:
+    data = [p.read_bytes() for p in subset[:8]]
+    want = to_batch([decode(d, (256, 128)).pixels for d in data])
+    got = hwc_batch([decode_hwc(d, (256, 128)) for d in data])
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_bad_files_are_skipped_and_counted(store, extractor, subset, tmp_path) -> None:

@@ -52,6 +52,10 @@ def test_delete_then_search_does_not_return_them(filled: MilvusStore, gallery: G
 def test_filtered_searches_walk_wider() -> None:
     assert search_width(20, 64, filtered=False) == 64
     assert search_width(500, 64, filtered=False) == 500
+    assert search_width(100, 64, filtered=False, per_hit=4) == 400  # wider walk, more recall
+    assert search_width(10, 64, filtered=False, per_hit=4) == 64
+    assert search_width(16384, 64, filtered=False, per_hit=4) == 32768  # Milvus' ceiling
+    assert search_width(20, 64, filtered=True, per_hit=4) == 3000  # filters: their own width
     assert search_width(20, 64, filtered=True) == 3000  # 43.8% -> 100% recall on CUHK03
     assert search_width(1000, 64, filtered=True) == 4000
     assert search_width(16384, 64, filtered=True) == 8192  # capped (the store raises to limit)

@@ -283,7 +283,7 @@ def inprocess_c2f(queries: Features, gallery: Features, cache: DistractorCache,
     return out
 
 
-INGEST_ROUNDS = 3  # forward / ingest rounds of the ingest-throughput measurement
+INGEST_ROUNDS = 5  # forward / ingest rounds of the ingest-throughput measurement
 
 
 def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: Sequence[Path],

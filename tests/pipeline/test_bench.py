@@ -18,7 +18,7 @@ from reidctl.data.datasets import cuhk03
 from reidctl.errors import InputError
 from reidctl.metrics import relevance, score_ranking
 from reidctl.model import FeatureExtractor, load_model
-from reidctl.pipeline.bench import ap_from_positions
+from reidctl.pipeline.bench import INGEST_ROUNDS, ap_from_positions
 from reidctl.pipeline.bench_cache import DistractorCache, gallery_features, grow
 from reidctl.pipeline.common import to_batch
 from reidctl.store import MilvusStore
@@ -209,7 +209,7 @@ def test_a_tiny_bench_run(small_root: Path, cuhk03_root: Path, tmp_path: Path) -
     assert lin[1] <= lin[0] + 1e-9  # distractors are never relevant
     ing = rep["ingest"]
     assert ing["images_per_s"] == pytest.approx(max(ing["images_per_s_rounds"]), abs=0.05)
-    assert len(ing["forward_one_batch_images_per_s_rounds"]) == ing["rounds"] == 3
+    assert len(ing["forward_one_batch_images_per_s_rounds"]) == ing["rounds"] == INGEST_ROUNDS
     # the baseline is the faster way of running the bare model
     assert ing["forward_images_per_s"] == pytest.approx(max(
         ing["forward_one_batch_images_per_s_rounds"] + ing["forward_streams_images_per_s_rounds"]),

@@ -287,7 +287,7 @@ INGEST_ROUNDS = 5  # forward / ingest rounds of the ingest-throughput measuremen
 
 
 def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: Sequence[Path],
-                      batch_size: int = 64, rounds: int = 3,
+                      batch_size: int = 64, rounds: int = INGEST_ROUNDS,
                       on_progress: ProgressFn | None = None) -> dict:
     """Images/s of the real ingest path into an empty scratch pair (created before each
     round, dropped after) against the bare forward pass on the same images, decoded and
@@ -426,7 +426,7 @@ def run_bench(
         sample = evenly(list(train_files), ingest_sample)
         with open_pair(f"bench_ingest_{fp}") as scratch:
             ingest_rep = ingest_throughput(
-                scratch, extractor, sample, rounds=INGEST_ROUNDS,
+                scratch, extractor, sample,
                 on_progress=stage("ingest throughput", INGEST_ROUNDS * len(sample)))
     qmetas = evenly(protocol.queries, max_queries)
     queries = extract_queries(extractor, qmetas, stage("extract queries", len(qmetas)))

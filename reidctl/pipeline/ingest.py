@@ -22,8 +22,8 @@ from reidctl.types import ImageMeta
 
 MAX_EXAMPLES = 20  # skipped files listed by name in the report
 PREFETCH_CHUNKS = 3  # chunks read, looked up and decoded ahead of the forward pass
-# Batches per write: on the 2.3.5 server one 256-row upsert costs the server ~0.07 ms of CPU
-# per image against ~0.2 ms in 64-row ones (measured), CPU the forward pass would otherwise get.
+# Batches per write: fewer, larger upserts cost a server less CPU per image, CPU the forward
+# pass would otherwise get; a run that stops loses at most this much work (recomputed).
 WRITE_BATCHES = 4
 
 
@@ -122,8 +122,9 @@ def _chunks(
     and runs ``prepare`` on each (what the store holds of its files, their model input).
 
     Several in flight because a server's strongly consistent lookup mostly waits (for the
-    server's clock to pass the read's timestamp: ~0.2 s against ~0.2 s of forward pass per
-    chunk on 2 cores); the waits overlap instead of adding up.
+    server's clock, which ticks every 200 ms by default, to pass the read's timestamp:
+    about as long as a chunk's forward pass on 2 cores); the waits overlap instead of
+    adding up.
     """
     def job(paths: Sequence[Path]) -> _Prepared:
         return prepare(*_read_chunk(paths, source, mtime))
@@ -153,13 +154,15 @@ class _Writer:
                  pool: ThreadPoolExecutor) -> None:
         self.store, self.fp, self.rows, self.pool = store, fingerprint, rows, pool
         self.buf: list[tuple[list[str], np.ndarray, np.ndarray, list[ImageMeta]]] = []
+        self.buffered = 0  # rows in ``buf``
         self.writing: Future | None = None
         self.last: list[str] = []  # ids of the last write
 
     def add(self, ids: list[str], f_g: np.ndarray, f_l: np.ndarray,
             metas: list[ImageMeta]) -> None:
         self.buf.append((ids, f_g, f_l, metas))
-        if sum(len(b[0]) for b in self.buf) >= self.rows:
+        self.buffered += len(ids)
+        if self.buffered >= self.rows:
             self._submit()
 
     def _submit(self) -> None:
@@ -169,7 +172,7 @@ class _Writer:
         f_g = np.concatenate([b[1] for b in self.buf])
         f_l = np.concatenate([b[2] for b in self.buf])
         metas = [m for b in self.buf for m in b[3]]
-        self.buf = []
+        self.buf, self.buffered = [], 0
         if self.writing is not None:
             self.writing.result()  # in order, one at a time
         self.writing = self.pool.submit(self.store.upsert, ids, f_g, f_l, metas, self.fp)

@@ -34,9 +34,9 @@ def search_width(limit: int, ef_min: int, *, filtered: bool, per_hit: int = 1) -
     ``ef_min`` (and never below ``limit``, as Milvus requires).
 
     ``per_hit`` buys recall: at 520K images and 100 hits, recall@100 against a near-exact
-    walk (ef 4096) was 82.0% at ef 100, 91.8% at 200, 95.2% at 300, 96.9% at 400, for
-    4.5 / 4.4 / 4.9 / 5.3 ms p50 on the 2.3.5 server (2 cores; schemas/global.json
-    takes 3 x limit).
+    walk (ef 4096) was 82.0% at ef 100, 91.8% at 200, 95.2% at 300, 96.8% at 400 on the
+    2.3.5 server (scripts/ef_recall.py), for 2.3-5.3 ms p50 per search over two runs: the
+    machine's drift moved it more than the width did. schemas/global.json takes 3 x limit.
 
     The graph walk skips rows a filter rejects, so a selective filter leaves too few
     candidates within the usual width (scripts/filter_recall.py on 7,239 CUHK03

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DEFAULT_URI = "./reidctl.db"
+# Images per forward batch. On a CPU, 32 keeps each activation of a 256x128 input (~16 MB)
+# under the C allocator's mapping ceiling (see reidctl.allocator); at 64 they are 33 MB,
+# mapped and unmapped on every use, and the forward pass is ~25% slower (docs/benchmarks.md).
+DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)

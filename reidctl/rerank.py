@@ -64,6 +64,21 @@ def rerank(
     device = device or torch.device("cpu")
     if candidates_local.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if device.type == "cpu":  # a few hundred candidates: numpy, without torch's per-op cost
+        diff = np.asarray(candidates_local, np.float32) - np.asarray(query_local, np.float32)
+        d = np.float32(local_weight) * np.einsum("ij,ij->i", diff, diff)  # (M,)
+        if coarse_distances is not None:
+            d += np.square(np.asarray(coarse_distances, np.float32))
+        order = np.argsort(d, kind="stable")
+        return order, np.sqrt(d[order])
+    return rerank_on(device, query_local, candidates_local, coarse_distances, local_weight)
+
+
+def rerank_on(
+    device: torch.device, query_local: np.ndarray, candidates_local: np.ndarray,
+    coarse_distances: np.ndarray | None, local_weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rerank` computed with torch on ``device`` (what it does on a GPU)."""
     q = torch.as_tensor(query_local, device=device, dtype=torch.float32)[None, :]  # (1, Dl)
     g = torch.as_tensor(candidates_local, device=device, dtype=torch.float32)  # (M, Dl)
     d = local_weight * squared_euclidean(q, g)[0]  # (M,)

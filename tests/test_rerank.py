@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reidctl.rerank import full_distances, rerank, squared_euclidean
+from reidctl.rerank import full_distances, rerank, rerank_on, squared_euclidean
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -67,3 +67,15 @@ def test_full_distances_of_a_block_equal_those_of_each_query() -> None:
     assert block.shape == (5, 9)
     for i in range(5):
         assert torch.allclose(block[i], full_distances(qg[i], ql[i], gg, gl, 0.5), atol=1e-5)
+
+
+def test_rerank_in_numpy_equals_the_torch_path_of_a_gpu() -> None:
+    rng = np.random.default_rng(4)
+    ql, gl = _unit(rng.normal(size=512)), _unit(rng.normal(size=(200, 512)))
+    coarse = rng.uniform(0.5, 1.5, size=200).astype(np.float32)
+    for c in (coarse, None):
+        order, dist = rerank(ql, gl, torch.device("cpu"), coarse_distances=c, local_weight=0.7)
+        t_order, t_dist = rerank_on(torch.device("cpu"), ql, gl, c, 0.7)
+        assert order.tolist() == t_order.tolist()
+        np.testing.assert_allclose(dist, t_dist, atol=1e-5)
+        assert order.dtype == np.int64 and dist.dtype == np.float32

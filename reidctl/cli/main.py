@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from reidctl import allocator
 from reidctl.cli import render
 from reidctl.cli.bench_cmd import register as register_bench
 from reidctl.cli.calibrate_cmd import register as register_calibrate
@@ -34,7 +35,7 @@ from reidctl.cli.common import (
 from reidctl.cli.inspect_cmd import register as register_inspect
 from reidctl.cli.train_cmd import register as register_train
 from reidctl.cli.viz_cmd import register as register_viz
-from reidctl.config import DEFAULT_URI
+from reidctl.config import DEFAULT_BATCH, DEFAULT_URI
 
 app = typer.Typer(
     name="reidctl", no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineGroup,
@@ -123,7 +124,8 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
     uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
     model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024,
+                                            help="Images per batch.")] = DEFAULT_BATCH,
     source: Annotated[str | None, typer.Option(help="Source name stored with each image.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute images already stored.")] = False,
     time_from: Annotated[TimeFrom, typer.Option(
@@ -335,6 +337,7 @@ register_viz(app)
 
 def run() -> None:
     """Console-script entry point."""
+    allocator.tune()  # before torch starts its threads
     app()
 
 

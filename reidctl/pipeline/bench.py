@@ -46,7 +46,13 @@ from reidctl.pipeline.bench_cache import (
     gallery_features,
     grow,
 )
-from reidctl.pipeline.common import ForwardStreams, ProgressFn, ensure_collection, hwc_batch
+from reidctl.pipeline.common import (
+    DEFAULT_BATCH,
+    ForwardStreams,
+    ProgressFn,
+    ensure_collection,
+    hwc_batch,
+)
 from reidctl.pipeline.ingest import ingest
 from reidctl.pipeline.search import Timings, coarse_search, fine_rerank
 from reidctl.rerank import full_distances, rerank
@@ -287,7 +293,7 @@ INGEST_ROUNDS = 5  # forward / ingest rounds of the ingest-throughput measuremen
 
 
 def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: Sequence[Path],
-                      batch_size: int = 64, rounds: int = INGEST_ROUNDS,
+                      batch_size: int = DEFAULT_BATCH, rounds: int = INGEST_ROUNDS,
                       on_progress: ProgressFn | None = None) -> dict:
     """Images/s of the real ingest path into an empty scratch pair (created before each
     round, dropped after) against the bare forward pass on the same images, decoded and

@@ -17,7 +17,13 @@ from reidctl.data import distractors as dx
 from reidctl.data.images import SkipImage, content_id, load
 from reidctl.errors import InputError, StoreError
 from reidctl.model import FeatureExtractor
-from reidctl.pipeline.common import ProgressFn, ensure_collection, extract_files, to_batch
+from reidctl.pipeline.common import (
+    DEFAULT_BATCH,
+    ProgressFn,
+    ensure_collection,
+    extract_files,
+    to_batch,
+)
 from reidctl.store import MilvusStore
 from reidctl.types import ImageMeta
 
@@ -57,7 +63,8 @@ class DistractorCache:
     """
 
     def __init__(self, folder: Path, extractor: FeatureExtractor, train_files: Sequence[Path],
-                 seed: int, chunk_size: int = DEFAULT_CHUNK, batch_size: int = 64) -> None:
+                 seed: int, chunk_size: int = DEFAULT_CHUNK,
+                 batch_size: int = DEFAULT_BATCH) -> None:
         if chunk_size < 1:
             raise InputError(f"chunk size must be positive, got {chunk_size}")
         self.folder = Path(folder)

@@ -27,7 +27,7 @@ from reidctl.data.names import parse_name
 from reidctl.errors import InputError, ModelError
 from reidctl.model import FeatureExtractor, load_checkpoint, save_checkpoint
 from reidctl.openset import OpenSetScores, calibrate, operating_point, scores_from_distances
-from reidctl.pipeline.common import ProgressFn, decoded_batches
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, decoded_batches
 from reidctl.rerank import full_distances
 from reidctl.types import ImageMeta
 
@@ -122,7 +122,7 @@ class SplitFeatures:
 
 
 def extract_split(
-    extractor: FeatureExtractor, protocol: Protocol, *, batch_size: int = 64,
+    extractor: FeatureExtractor, protocol: Protocol, *, batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> SplitFeatures:
     """Descriptors of the protocol's images, each image extracted once.
@@ -207,7 +207,7 @@ def _write(extractor: FeatureExtractor, out: Path, open_set: dict[str, Any]) -> 
 
 def calibrate_model(
     extractor: FeatureExtractor, protocol: Protocol, target_fmr: float, out: Path, *,
-    device: torch.device | None = None, batch_size: int = 64,
+    device: torch.device | None = None, batch_size: int = DEFAULT_BATCH,
     on_stage: Callable[[str, int], ProgressFn] | None = None,
 ) -> dict[str, Any]:
     """Calibrates the "no match" threshold on a labeled split; writes the checkpoint with it.

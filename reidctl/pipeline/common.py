@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reidctl.config import DEFAULT_BATCH
 from reidctl.data.images import SkipImage, load
 from reidctl.errors import InputError, StoreError
 from reidctl.model import FeatureExtractor
@@ -75,7 +76,7 @@ def decoded_batches(
 
 
 def extract_files(
-    extractor: FeatureExtractor, paths: Sequence[Path | str], batch_size: int = 32,
+    extractor: FeatureExtractor, paths: Sequence[Path | str], batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors of query images; any unusable image is an error.

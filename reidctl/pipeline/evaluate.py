@@ -14,7 +14,7 @@ from reidctl.data.datasets import Protocol
 from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cmc, summarize
 from reidctl.model import FeatureExtractor
 from reidctl.openset import operating_point, scores_from_ranking
-from reidctl.pipeline.common import ProgressFn, extract_files
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, extract_files
 from reidctl.pipeline.ingest import IngestReport, ingest
 from reidctl.pipeline.search import c2f, coarse_search, to_hits, with_metadata
 from reidctl.rerank import full_distances
@@ -65,7 +65,7 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 def evaluate(
     protocol: Protocol, store: MilvusStore, extractor: FeatureExtractor, *, m: int = 500,
-    device: torch.device, batch_size: int = 64,
+    device: torch.device, batch_size: int = DEFAULT_BATCH,
     on_stage: Callable[[str, int], ProgressFn] | None = None, examples: int = 0,
     top_k: int = 10, threshold: float | None = None,
 ) -> dict:

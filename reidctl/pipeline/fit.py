@@ -12,14 +12,14 @@ import numpy as np
 
 from reidctl.errors import InputError
 from reidctl.model import PCA, FeatureExtractor, save_checkpoint
-from reidctl.pipeline.common import ProgressFn, decoded_batches
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, decoded_batches
 
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
 
 
 def fit_projections(
     extractor: FeatureExtractor, files: Sequence[Path], *, dim: int = 128,
-    shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = 64,
+    shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> tuple[PCA, list[PCA], Counter[str]]:
     """Fits the f_g PCA (K -> dim, whitened with shrinkage) and one K -> K whitening per stripe.

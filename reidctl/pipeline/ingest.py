@@ -16,15 +16,21 @@ from reidctl.data.images import SkipImage, decode_hwc, read_bytes
 from reidctl.data.names import parse_name
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
-from reidctl.pipeline.common import ForwardStreams, ProgressFn, ensure_collection, hwc_batch
+from reidctl.pipeline.common import (
+    DEFAULT_BATCH,
+    ForwardStreams,
+    ProgressFn,
+    ensure_collection,
+    hwc_batch,
+)
 from reidctl.store import MilvusStore
 from reidctl.types import ImageMeta
 
 MAX_EXAMPLES = 20  # skipped files listed by name in the report
-PREFETCH_CHUNKS = 3  # chunks read, looked up and decoded ahead of the forward pass
+PREFETCH_CHUNKS = 6  # chunks (of one batch) read, looked up and decoded ahead of the model
 # Batches per write: fewer, larger upserts cost a server less CPU per image, CPU the forward
 # pass would otherwise get; a run that stops loses at most this much work (recomputed).
-WRITE_BATCHES = 4
+WRITE_BATCHES = 8
 
 
 @dataclass
@@ -196,7 +202,7 @@ def _same(stored: dict, meta: ImageMeta, fingerprint: str) -> bool:
 
 def ingest(
     files: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
-    batch_size: int = 64, source: str | None = None, force: bool = False,
+    batch_size: int = DEFAULT_BATCH, source: str | None = None, force: bool = False,
     time_from_mtime: bool = False, on_progress: ProgressFn | None = None,
 ) -> IngestReport:
     """Stores the descriptors of ``files`` in the collection pair of ``store``.
@@ -224,7 +230,9 @@ def ingest(
     def prepare(reads: list[_Read], bad: list[tuple[Path, str]]) -> _Prepared:
         """In the background: the stored records of a chunk, and the model input of the
         files that need computing (overlaps the forward pass of the chunk before)."""
-        stored = store.existing([r.digest for r in reads]) if reads else {}
+        # a pair this run created holds nothing it needs to look up (another worker writing
+        # the same images at once only means some are computed twice: writes are upserts)
+        stored = store.existing([r.digest for r in reads]) if reads and not report.created else {}
         rows: dict[str, int] = {}
         failed: dict[str, SkipImage] = {}
         images: list[np.ndarray] = []

@@ -3,8 +3,9 @@ settings (``reidctl.allocator``), each configuration in a fresh process.
 
 Per configuration: images/s of the bare model over CUHK03 train images decoded and
 batched beforehand (the best of ``--rounds``, one batch at a time and in ingest's two
-streams), and the CPU time it spent in the kernel and the page faults it took. Prints a
-table and each configuration's ratio to the first one.
+streams), the CPU time it spent in the kernel and the page faults it took, and what
+decoding and resizing one image costs (Pillow, one thread: the CPU ingest needs per image
+on top of the forward pass). Prints a table and each configuration's ratio to the first.
 
     .venv/bin/python scripts/forward_speed.py --model runs/osnet_x0_25_cuhk03_trained.pt
 """
@@ -39,7 +40,10 @@ def child(model: str, batch: int, images: int, rounds: int) -> dict:
 
     ex = load_model(model, device="cpu")
     files = evenly(train_pool(DATA / "train"), images)
-    pixels = [decode_hwc(read_bytes(f)[1], ex.input_size) for f in files]
+    data = [read_bytes(f)[1] for f in files]
+    t0 = time.perf_counter()
+    pixels = [decode_hwc(d, ex.input_size) for d in data]  # what ingest adds per image
+    decode_ms = 1e3 * (time.perf_counter() - t0) / len(data)
     batches = [hwc_batch(pixels[s:s + batch]) for s in range(0, len(pixels), batch)]
     best = {"one_batch": 0.0, "streams": 0.0}
     sys_s = faults = 0.0
@@ -63,6 +67,7 @@ def child(model: str, batch: int, images: int, rounds: int) -> dict:
                 faults += r1.ru_minflt - r0.ru_minflt
     n = 2 * rounds * len(files)
     return {"tuned": tuned, "batch": batch, "images_per_s": max(best.values()), **best,
+            "decode_ms_per_image": decode_ms,
             "kernel_ms_per_image": 1e3 * sys_s / n, "page_faults_per_image": faults / n}
 
 
@@ -86,11 +91,12 @@ def main() -> None:
         rows.append((alloc, json.loads(out.stdout.strip().splitlines()[-1])))
     base = rows[0][1]["images_per_s"]
     print(f"{'allocator':10s} {'batch':>5s} {'images/s':>9s} {'one batch':>9s} {'streams':>8s} "
-          f"{'kernel ms/img':>13s} {'faults/img':>10s} {'ratio':>6s}")
+          f"{'kernel ms/img':>13s} {'faults/img':>10s} {'ratio':>6s} {'decode ms/img':>13s}")
     for alloc, r in rows:
         print(f"{alloc:10s} {r['batch']:5d} {r['images_per_s']:9.1f} {r['one_batch']:9.1f} "
               f"{r['streams']:8.1f} {r['kernel_ms_per_image']:13.2f} "
-              f"{r['page_faults_per_image']:10.0f} {r['images_per_s'] / base:6.2f}")
+              f"{r['page_faults_per_image']:10.0f} {r['images_per_s'] / base:6.2f} "
+              f"{r['decode_ms_per_image']:13.3f}")
 
 
 if __name__ == "__main__":

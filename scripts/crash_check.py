@@ -7,7 +7,8 @@ What it does:
 
 1. starts ``reidctl ingest DIR --uri URI --collection crash --json --batch-size B`` in
    its own process group, with stderr on a pseudo-terminal so the CLI's progress bar
-   (``done/total``, advanced after each batch is written) can be followed;
+   (``done/total``, advanced as each batch enters the model, ahead of its write) can be
+   followed;
 2. kills the whole group with SIGKILL at a seeded random point of the writing phase:
    a batch is drawn uniformly among those this run still has to write (but the last
    two per run still to come, so every run has something left to write), and the kill
@@ -437,6 +438,8 @@ def run_check(
 ) -> CheckResult:
     """Kill ``reidctl ingest`` ``kills`` times, finish it, verify the store (see module doc)."""
     t_start = time.monotonic()
+    from reidctl.pipeline.ingest import WRITE_BATCHES
+
     images = Path(images).resolve()
     say = log or (lambda _msg: None)
     res = CheckResult(uri=uri, collection=collection, kills_requested=kills)
@@ -461,10 +464,11 @@ def run_check(
             say(f"run {k}: every image already stored, no kill left to make")
             break
         batches = math.ceil(remaining / batch_size)
-        # The batch to kill in, uniform over this run's batches but the last few: two per
-        # run still to come (the final one included), so that each later run has work
-        # left to be cut in (the progress shown can lag a batch behind the writes).
-        reserve = 2 * (kills - k + 1)
+        # The batch to kill in, uniform over this run's batches but the last few: one write
+        # (WRITE_BATCHES batches) per run still to come (the final one included), so that
+        # each later run has work left to be cut in, and two more because the progress
+        # shown runs ahead of the writes (a batch counts once it enters the model).
+        reserve = (kills - k + 1) * WRITE_BATCHES + 2
         plan = KillPlan(target=stored + int(u * max(batches - reserve, 1)) * batch_size,
                         jitter=v)
         run, measured = run_ingest(

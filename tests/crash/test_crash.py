@@ -1,7 +1,7 @@
 """SIGKILL a real `reidctl ingest` at random points, resume it, and verify the store.
 
 The logic lives in scripts/crash_check.py (also runnable on its own); these tests run
-it on 120 real CUHK03 val images, on Milvus Lite and on a Milvus server. Two directed
+it on 200 real CUHK03 val images, on Milvus Lite and on a Milvus server. Two directed
 cases (tests/crash/sigkill_hook.py) put the kill where a random one rarely lands:
 between a batch's local and global write, and while the collection pair is created.
 """
@@ -18,8 +18,8 @@ import pytest
 from reidctl.pipeline.ingest import WRITE_BATCHES
 
 REPO = Path(__file__).resolve().parents[2]
-N_IMAGES = 120
-BATCH = 4  # 30 batches, 4 writes: room for kills at several points of the writing phase
+N_IMAGES = 200  # room for a kill before the last write of each run (writes of 32 rows)
+BATCH = 4  # 50 batches, 7 writes: room for kills at several points of the writing phase
 HOOK = [sys.executable, str(Path(__file__).with_name("sigkill_hook.py"))]
 COMMON = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 DEFAULT_URI = "./reidctl.db"
 # Images per forward batch. On a CPU, 32 keeps each activation of a 256x128 input (~16 MB)
 # under the C allocator's mapping ceiling (see reidctl.allocator); at 64 they are 33 MB,
-# mapped and unmapped on every use, and the forward pass is ~25% slower (docs/benchmarks.md).
+# mapped and unmapped on every use, and the forward pass is slower (scripts/forward_speed.py).
 DEFAULT_BATCH = 32
 
 

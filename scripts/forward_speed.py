@@ -35,7 +35,7 @@ def child(model: str, batch: int, images: int, rounds: int) -> dict:
     from reidctl.data.distractors import train_pool
     from reidctl.data.images import decode_hwc, read_bytes
     from reidctl.model import load_model
-    from reidctl.pipeline.bench import evenly
+    from reidctl.pipeline.bench import evenly, forward_rate
     from reidctl.pipeline.common import ForwardStreams, hwc_batch
 
     ex = load_model(model, device="cpu")
@@ -53,14 +53,7 @@ def child(model: str, batch: int, images: int, rounds: int) -> dict:
         for _ in range(rounds):
             for way in best:
                 r0 = resource.getrusage(resource.RUSAGE_SELF)
-                t0 = time.perf_counter()
-                if way == "one_batch":
-                    for b in batches:
-                        ex.extract(b)
-                else:
-                    for f in [streams.submit(b) for b in batches]:
-                        f.result()
-                rate = len(files) / (time.perf_counter() - t0)
+                rate = forward_rate(ex, batches, streams if way == "streams" else None)
                 r1 = resource.getrusage(resource.RUSAGE_SELF)
                 best[way] = max(best[way], rate)
                 sys_s += r1.ru_stime - r0.ru_stime

@@ -292,6 +292,20 @@ def inprocess_c2f(queries: Features, gallery: Features, cache: DistractorCache,
 INGEST_ROUNDS = 5  # forward / ingest rounds of the ingest-throughput measurement
 
 
+def forward_rate(extractor: FeatureExtractor, batches: Sequence[torch.Tensor],
+                 streams: ForwardStreams | None = None) -> float:
+    """Images/s of the bare forward pass over ``batches``: one batch at a time on all torch
+    threads (``streams`` None, as eval and search run it), or in ingest's ``streams``."""
+    t0 = time.perf_counter()
+    if streams is None:
+        for b in batches:
+            extractor.extract(b)
+    else:
+        for f in [streams.submit(b) for b in batches]:
+            f.result()
+    return sum(len(b) for b in batches) / (time.perf_counter() - t0)
+
+
 def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: Sequence[Path],
                       batch_size: int = DEFAULT_BATCH, rounds: int = INGEST_ROUNDS,
                       on_progress: ProgressFn | None = None) -> dict:
@@ -318,14 +332,8 @@ def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: 
         for f in [streams.submit(b) for b in batches[:streams.streams]]:
             f.result()  # warm-up of each stream, untimed
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            for b in batches:
-                extractor.extract(b)
-            one.append(len(files) / (time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            for f in [streams.submit(b) for b in batches]:
-                f.result()
-            streamed.append(len(files) / (time.perf_counter() - t0))
+            one.append(forward_rate(extractor, batches))
+            streamed.append(forward_rate(extractor, batches, streams))
             if scratch.exists():
                 scratch.drop()
             ensure_collection(scratch, extractor)

@@ -103,9 +103,10 @@ class ForwardStreams:
 
     On a CPU the torch threads are split between ``streams`` threads that each run whole
     batches (2 streams of 1 thread on 2 cores): a batch's many small operations then never
-    wait for the other core at the end of each one (more images/s than one batch at a time
-    on 2 threads, same descriptors bit for bit: ``reidctl bench`` times both, see
-    docs/benchmarks.md). On a GPU: one stream.
+    wait for the other core at the end of each one, and the same descriptors come out bit
+    for bit. Which way is faster depends on the batch and the allocator settings, and
+    neither is ahead in every run: ``reidctl bench`` and ``scripts/forward_speed.py`` time
+    both. On a GPU: one stream.
     Use as a context manager; ``submit`` returns a future of the descriptors.
     """
 

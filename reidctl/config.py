@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+from reidctl.errors import InputError
 
 DEFAULT_URI = "./reidctl.db"
 # Images per forward batch. On a CPU, 32 keeps each activation of a 256x128 input (~16 MB)
 # under the C allocator's mapping ceiling (see reidctl.allocator); at 64 they are 33 MB,
 # mapped and unmapped on every use, and the forward pass is slower (scripts/forward_speed.py).
 DEFAULT_BATCH = 32
+# What pymilvus connects to; anything else is refused before a connection is tried.
+SERVER_SCHEMES = ("http", "https", "tcp")
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,8 @@ class Connection:
 
     @property
     def is_lite(self) -> bool:
-        """True for an embedded Milvus Lite file."""
-        return "://" not in self.uri
+        """True for an embedded Milvus Lite file (not a server URL or a ``unix:`` socket)."""
+        return "://" not in self.uri and not self.uri.startswith("unix:")
 
     @property
     def secure(self) -> bool:
@@ -62,3 +69,52 @@ class Connection:
     def with_uri(self, uri: str) -> Connection:
         """The same settings for another URI."""
         return replace(self, uri=uri)
+
+    def validated(self) -> Connection:
+        """This connection, once its timeout and server URI are known to be usable.
+
+        Checked before anything connects, so that a typo is reported as such rather
+        than as a failure to connect (the path of a Lite file is checked when it is
+        opened: see :mod:`reidctl.store._lite`).
+
+        Raises:
+            InputError: the timeout is not a finite number of seconds above 0, or the
+                server URI cannot be parsed, has an unknown scheme, no host, or a port
+                that is not a number in 1..65535.
+        """
+        _check_timeout(self.timeout)
+        if not self.is_lite and not self.uri.startswith("unix:"):
+            _check_server_uri(self.uri)
+        return self
+
+
+def _check_timeout(timeout: object) -> None:
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    # inf or nan would pass every comparison the store makes and end as a hung or failed
+    # call that reads like a busy database
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"--timeout (REIDCTL_TIMEOUT, timeout in reidctl.toml) must be a "
+                         f"finite number of seconds above 0, got {timeout!r}")
+
+
+def _check_server_uri(uri: str) -> None:
+    from reidctl.store._wrap import redact_uri  # lazy: the store layer imports pymilvus
+
+    shown = redact_uri(uri)
+    hint = ("use http://HOST:PORT or https://HOST:PORT for a server, or a file path "
+            "ending in .db for Milvus Lite")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port  # parsed lazily: raises ValueError for 'abc' or 70000
+    except ValueError as e:
+        detail = re.sub(r"[^\s'\"/@]+@", "***@", str(e))  # urllib may quote the netloc
+        raise InputError(f"bad URI {shown!r}: {detail} ({hint})") from None
+    if parts.scheme.lower() not in SERVER_SCHEMES:
+        raise InputError(f"bad URI {shown!r}: unknown scheme {parts.scheme!r} ({hint})")
+    if not parts.hostname:
+        raise InputError(f"bad URI {shown!r}: no host ({hint})")
+    if port == 0:  # pymilvus would quietly replace it by the default port
+        raise InputError(f"bad URI {shown!r}: port 0 ({hint})")

@@ -25,6 +25,7 @@ from reidctl.cli.common import (
     errors_to_exit,
     fail,
     load_extractor,
+    note,
     open_store,
     out,
     parse_time,
@@ -33,6 +34,7 @@ from reidctl.cli.common import (
     set_verbosity,
 )
 from reidctl.cli.inspect_cmd import register as register_inspect
+from reidctl.cli.repair_cmd import register as register_repair
 from reidctl.cli.train_cmd import register as register_train
 from reidctl.cli.viz_cmd import register as register_viz
 from reidctl.config import DEFAULT_BATCH, DEFAULT_URI
@@ -198,6 +200,9 @@ def search(
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
                              where=None if where.empty else where, threshold=threshold)
         rows = [r.to_dict() for r in results]
+        for r in rows:
+            for warning in r["warnings"]:
+                note(f"warning: {r['query']}: {warning}")
         if grid is not None:
             from reidctl.data.names import parse_name
             from reidctl.viz import render_grid
@@ -221,6 +226,9 @@ def delete(
     source: Annotated[list[str] | None, typer.Option(help="Source (repeatable).")] = None,
     person: Annotated[list[str] | None, typer.Option(help="Person id (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted.")] = False,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="Allow deleting every image of the pair (alone: delete them all).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
     json_out: JsonOpt = False,
@@ -230,6 +238,7 @@ def delete(
         import sys
 
         from reidctl.pipeline.delete import delete as run_delete
+        from reidctl.pipeline.delete import whole_pair_error
         from reidctl.types import Selection
 
         sel = Selection(ids=tuple(ids or ()), path_prefix=path_prefix,
@@ -237,19 +246,23 @@ def delete(
                         person_ids=tuple(person or ()))
         store = open_store(uri, collection, token, ctx, must_exist=True)
         if not (dry_run or yes):
-            preview = run_delete(store, sel, dry_run=True)
-            if preview["matched"] and not sys.stdin.isatty():
-                raise fail(f"refusing to delete {preview['matched']} image(s) without --yes", 2)
-            if preview["matched"] and not typer.confirm(
-                    f"delete {preview['matched']} image(s) from {collection}?"):
+            preview = run_delete(store, sel, dry_run=True, everything=all_)
+            if preview.whole and not all_:
+                raise whole_pair_error(preview.matched, collection)
+            if preview.matched and not sys.stdin.isatty():
+                raise fail(f"refusing to delete {preview.matched} image(s) without --yes", 2)
+            if preview.matched and not typer.confirm(
+                    f"delete {preview.matched} image(s) from {collection}?"):
                 raise fail("nothing deleted", 1)
-        r = run_delete(store, sel, dry_run=dry_run)
+        r = run_delete(store, sel, dry_run=dry_run, everything=all_)
         if json_out:
-            print_json(r)
+            print_json(r.to_dict())
         else:
             verb = "would delete" if dry_run else "deleted"
-            out.print(f"{verb} {r['matched'] if dry_run else r['deleted']} image(s) "
-                      f"from {collection}")
+            whole = (" (every image: the delete needs --all)" if dry_run and r.whole
+                     and not all_ else "")
+            out.print(f"{verb} {r.matched if dry_run else r.deleted} image(s) "
+                      f"from {collection}{whole}")
 
 
 @app.command("eval")
@@ -276,13 +289,14 @@ def evaluate(
     """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
     with errors_to_exit():
         from reidctl.data.datasets import Dataset, load_protocol
+        from reidctl.pipeline.evaluate import default_collection
         from reidctl.pipeline.evaluate import evaluate as run_eval
 
         if dataset not in Dataset.__members__:
             raise fail(f"unknown dataset {dataset!r}: choose cuhk03 or market1501", 2)
         protocol = load_protocol(dataset, root)
         extractor, dev = load_extractor(model, device)
-        name = collection or f"eval_{dataset}_{extractor.fingerprint}"
+        name = collection or default_collection(dataset, extractor)
         store = open_store(uri, name, token, ctx)
         with progress(not quiet) as start:
             report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start,
@@ -330,6 +344,7 @@ def fit_pca(
 
 register_train(app)
 register_inspect(app)
+register_repair(app)
 register_calibrate(app)
 register_bench(app)
 register_viz(app)

@@ -234,7 +234,7 @@ def _present(store: MilvusStore, cache: DistractorCache, n_gallery: int) -> int 
     if p < 0:
         return None
     probe = cache.ids(max(p - 1, 0), p + 1)
-    found = store.existing(probe)
+    found = store.existing(probe, complete=False)
     ok = (p == 0 or probe[0] in found) and probe[-1] not in found
     return p if ok else None
 
@@ -252,7 +252,7 @@ def _fill(store: MilvusStore, cache: DistractorCache, n: int, p: int | None, fp:
             continue
         ids = cache.ids(lo, hi)
         if p is None:
-            found = store.existing(ids)
+            found = store.existing(ids, complete=False)
             rows = [j for j, pk in enumerate(ids) if pk not in found]
         else:
             rows = list(range(max(p, lo) - lo, hi - lo))
@@ -281,7 +281,7 @@ def grow(store: MilvusStore, extractor: FeatureExtractor, cache: DistractorCache
     rep = GrowReport()
     ensure_collection(store, extractor)
     fp = extractor.fingerprint
-    have = store.existing(gallery.ids)
+    have = store.existing(gallery.ids, complete=False)
     todo = [i for i, pk in enumerate(gallery.ids) if pk not in have]
     written = [gallery.ids[i] for i in todo]
     if todo:

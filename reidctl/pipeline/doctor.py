@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reidctl.config import Connection
-from reidctl.errors import CollectionNotFound, ReidctlError
+from reidctl.errors import CollectionNotFound, InputError, ReidctlError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MIN_FREE_BYTES = 1 << 30
@@ -100,16 +100,21 @@ def check_model(model: str, device: str) -> tuple[Check, Any]:
 
 
 def check_store(conn: Connection, collection: str, extractor: Any) -> list[Check]:  # noqa: ANN401
-    """Milvus reachable, disk space, and the collection pair against the model."""
+    """Milvus reachable, disk space, and the collection pair against the model.
+
+    Read-only: a Lite database that does not exist is reported, not created.
+    """
     from reidctl.store import MilvusStore
 
-    where = "Milvus Lite file" if conn.is_lite else "Milvus server"
+    where = "Milvus Lite database" if conn.is_lite else "Milvus server"
     try:
-        store = MilvusStore(conn, collection)
+        store = MilvusStore(conn, collection, must_exist=True)
+    except CollectionNotFound:  # only raised here for a Lite path without a database
+        missing = Check("milvus", WARN, f"no {where} at {conn.uri} yet (nothing was created)",
+                        "reidctl ingest creates it")
+        return [c for c in (missing, _disk(conn)) if c is not None]
     except ReidctlError as e:
-        fix = ("check that the folder exists and no other process holds the file"
-               if conn.is_lite else "start the server, check --uri, credentials and the network")
-        return [Check("milvus", FAIL, str(e).splitlines()[0], fix)]
+        return [Check("milvus", FAIL, str(e).splitlines()[0], _store_fix(conn, e))]
     checks = []
     with store:
         try:
@@ -123,10 +128,22 @@ def check_store(conn: Connection, collection: str, extractor: Any) -> list[Check
     return [c for c in checks if c is not None]
 
 
+def _store_fix(conn: Connection, error: ReidctlError) -> str:
+    if isinstance(error, InputError):
+        return ("fix --uri (a path ending in .db in an existing folder, or a server URI "
+                "such as http://127.0.0.1:19530) or --timeout")
+    if conn.is_lite:
+        return ("stop the other process using it, make its folder writable, or pass --uri "
+                "a new .db path")
+    return "start the server, check --uri, credentials and the network"
+
+
 def _disk(conn: Connection) -> Check | None:
     if not conn.is_lite:
         return None
-    folder = Path(conn.uri).expanduser().resolve().parent
+    folder = Path(conn.uri).expanduser().absolute().parent
+    if not folder.is_dir():
+        return None
     free = shutil.disk_usage(folder).free
     ok = free >= MIN_FREE_BYTES
     return Check("disk", OK if ok else WARN, f"{free / 2**30:.1f} GiB free in {folder}",

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from reidctl.data.datasets import Protocol
+from reidctl.errors import InputError
 from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cmc, summarize
 from reidctl.model import FeatureExtractor
 from reidctl.openset import operating_point, scores_from_ranking
-from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, extract_files
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, extract_files, model_record
 from reidctl.pipeline.ingest import IngestReport, ingest
 from reidctl.pipeline.search import c2f, coarse_search, to_hits, with_metadata
 from reidctl.rerank import full_distances
@@ -59,6 +60,37 @@ def read_gallery(store: MilvusStore, device: torch.device) -> Gallery:
     )
 
 
+def default_collection(dataset: str, extractor: FeatureExtractor) -> str:
+    """The collection pair eval makes for a dataset and model."""
+    return f"eval_{dataset}_{extractor.fingerprint}"
+
+
+def claim_pair(store: MilvusStore, extractor: FeatureExtractor, dataset: str) -> None:
+    """Creates the pair for evaluating ``dataset``, or checks that eval made it.
+
+    Evaluation ingests its gallery and scores against everything the pair holds, so it
+    must never write into a pair it did not create for itself (a production gallery
+    named by ``--collection`` or a settings file). The pair's model record carries
+    ``"purpose": "eval:<dataset>"``; a pair without it is accepted only under the
+    default eval name (pairs made before the record existed).
+
+    Raises:
+        InputError: the pair exists and was not made by eval for ``dataset``.
+    """
+    tag = f"eval:{dataset}"
+    if not store.exists():
+        store.create(global_dim=extractor.global_dim, local_dim=extractor.local_dim,
+                     model=model_record(extractor) | {"purpose": tag})
+        return
+    purpose = store.info().model.get("purpose")
+    legacy = purpose is None and store.name == default_collection(dataset, extractor)
+    if purpose != tag and not legacy:
+        made = f"by reidctl eval for {purpose.split(':', 1)[-1]}" if purpose else "by ingest"
+        raise InputError(
+            f"collection pair {store.name!r} was made {made}, not by eval for {dataset}: eval "
+            "only writes into a pair of its own (leave out --collection, or name a new one)")
+
+
 def _percentiles(ms: list[float]) -> dict[str, float]:
     return {"ms_p50": float(np.percentile(ms, 50)), "ms_p95": float(np.percentile(ms, 95))}
 
@@ -88,6 +120,7 @@ def evaluate(
     def stage(name: str, total: int) -> ProgressFn | None:
         return on_stage(name, total) if on_stage else None
 
+    claim_pair(store, extractor, protocol.dataset)
     report: IngestReport = ingest(
         [Path(g.path) for g in protocol.gallery], store, extractor, batch_size=batch_size,
         source=protocol.dataset, on_progress=stage("ingest gallery", len(protocol.gallery)))
@@ -99,6 +132,12 @@ def evaluate(
     gallery = read_gallery(store, device)
     index = {gid: i for i, gid in enumerate(gallery.ids)}
     n = len(gallery.ids)
+    expected = report.ingested + report.updated + report.unchanged
+    if n != expected:
+        raise InputError(
+            f"collection pair {store.name!r} holds {n} images but the {protocol.dataset} "
+            f"gallery has {expected}: it was changed after eval made it (reidctl delete --all "
+            f"--yes -c {store.name} empties it)")
     m_eff = min(m, n)
 
     scores: dict[str, list[QueryScore]] = {k: [] for k in METHODS}

@@ -29,11 +29,12 @@ class Candidate:
 
 @dataclass
 class Timings:
-    """Milliseconds spent per stage of one query."""
+    """Milliseconds spent per stage of one query, and what degraded its ranking."""
 
     coarse: float = 0.0
     fetch: float = 0.0
     rerank: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # what degraded the ranking
 
     @property
     def total(self) -> float:
@@ -63,6 +64,7 @@ class QueryResult:
             "no_match": self.no_match,
             "threshold": self.threshold,
             "hits": [h.__dict__ for h in self.hits],
+            "warnings": list(self.timings.warnings),
             "ms": {"coarse": round(self.timings.coarse, 3), "fetch": round(self.timings.fetch, 3),
                    "rerank": round(self.timings.rerank, 3)},
         }
@@ -85,18 +87,30 @@ def fine_rerank(
 ) -> list[Candidate]:
     """Re-ranks coarse candidates by the full-descriptor distance sqrt(d_g^2 + w d_l^2).
 
-    Only f_l is fetched (from ``local``): d_g comes with the coarse result.
+    Only f_l is fetched (from ``local``): d_g comes with the coarse result. A candidate
+    without a local descriptor (left by a crash or a race, until ``reidctl repair``)
+    does not fail the search: it follows the re-ranked ones in coarse order, with its
+    coarse distance, and ``timings.warnings`` says how many there were.
     """
     t0 = time.perf_counter()
-    f_l = store.fetch_local([c.id for c in candidates], consistency=consistency)  # (M, Dl)
+    f_l, present = store.fetch_local_partial([c.id for c in candidates],
+                                             consistency=consistency)  # (M, Dl), (M,)
     t1 = time.perf_counter()
-    coarse = np.array([c.distance for c in candidates], dtype=np.float32)  # (M,)
-    order, dist = rerank(q_local, f_l, device, coarse_distances=coarse, local_weight=fine_weight)
-    out = [Candidate(candidates[i].id, float(d), candidates[i].meta)
+    ok = np.flatnonzero(present)  # (M',) rows with a local descriptor, in coarse order
+    coarse = np.array([candidates[i].distance for i in ok], dtype=np.float32)  # (M',)
+    order, dist = rerank(q_local, f_l[ok], device, coarse_distances=coarse,
+                         local_weight=fine_weight)
+    out = [Candidate(candidates[ok[i]].id, float(d), candidates[ok[i]].meta)
            for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
+    out += [candidates[i] for i in np.flatnonzero(~present)]
     if timings is not None:
         timings.fetch += (t1 - t0) * 1e3
         timings.rerank += (time.perf_counter() - t1) * 1e3
+        if len(ok) < len(candidates):
+            timings.warnings.append(
+                f"{len(candidates) - len(ok)} of {len(candidates)} candidates have no local "
+                "descriptor (ranked by the global distance after the others): run "
+                "reidctl repair")
     return out
 
 
@@ -122,7 +136,7 @@ def with_metadata(store: MilvusStore, candidates: list[Candidate],
                   consistency: str = "Bounded") -> list[Candidate]:
     """The candidates with their metadata read from the global collection (one query
     for all of them); a row deleted meanwhile keeps empty metadata."""
-    meta = store.existing([c.id for c in candidates], consistency=consistency)
+    meta = store.existing([c.id for c in candidates], consistency=consistency, complete=False)
     return [Candidate(c.id, c.distance, meta.get(c.id, {})) for c in candidates]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from reidctl.types import Selection
@@ -16,18 +17,25 @@ def _in(field: str, values: Sequence[str]) -> str:
     return f"{field} in [{', '.join(quote(v) for v in values)}]"
 
 
+def like_stem(prefix: str) -> str:
+    """The part of ``prefix`` before its first ``%``, ``_`` or backslash."""
+    return re.split(r"[%_\\]", prefix, maxsplit=1)[0]
+
+
 def to_expr(sel: Selection) -> str:
     """The filter expression selecting ``sel`` in the global collection ("" = everything).
 
-    A path prefix becomes a ``like`` pre-filter only: ``_`` and ``%`` are wildcards
-    in some Milvus versions, so callers that act on the result (delete) check the
-    prefix exactly on the returned paths.
+    A path prefix becomes a ``like`` pre-filter on its longest stem free of ``%``, ``_``
+    and ``\\`` (wildcards in some Milvus versions, and the escape character of others), so
+    the pre-filter never misses a path; callers that act on the result (delete) check the
+    prefix exactly on the returned paths. ``sel`` itself cannot hold a blank value
+    (see :class:`~reidctl.types.Selection`), so every criterion narrows.
     """
     parts: list[str] = []
     if sel.ids:
         parts.append(_in("id", sel.ids))
-    if sel.path_prefix:
-        stem = sel.path_prefix.split("%", 1)[0]
+    if sel.path_prefix is not None:
+        stem = like_stem(sel.path_prefix)
         if stem:
             parts.append(f"path like {quote(stem + '%')}")
     if sel.cameras:

@@ -8,6 +8,7 @@ image replaces it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ from reidctl.store import _rows as rows
 from reidctl.store.filters import to_expr
 from reidctl.store.pair import CollectionPair
 from reidctl.types import ImageMeta, Selection
+
+log = logging.getLogger(__name__)
 
 MAX_TOPK = 16384  # Milvus' top-k and nq ceiling
 EF_FILTERED_MIN = 3000  # HNSW search width whenever a filter is set
@@ -64,13 +67,16 @@ class MilvusStore(CollectionPair):
     def _pk_len(self) -> int:
         return self._specs["global"].field("id").max_length or 64
 
-    def existing(self, ids: Sequence[str], *,
-                 consistency: str = "Strong") -> dict[str, dict[str, Any]]:
-        """Which ids are in the global collection, with their metadata.
+    def existing(self, ids: Sequence[str], *, consistency: str = "Strong",
+                 complete: bool = True) -> dict[str, dict[str, Any]]:
+        """Which ids are stored, with their metadata.
 
         Args:
             ids: primary keys.
             consistency: ``"Strong"`` (default: sees every write acknowledged so far).
+            complete: count an id as stored only when its local descriptor is there too
+                (what an ingest's skip check needs: an image left without it by a race
+                or a crash is then recomputed); False reads the global collection only.
 
         Returns:
             ``id -> {"path", "model", "person_id", "camera", "source", "captured_at"}``
@@ -86,7 +92,18 @@ class MilvusStore(CollectionPair):
             )
             for r in found:
                 out[str(r["id"])] = rows.pick(r, rows.EXISTING_FIELDS)
+        if complete and out:
+            local = self._present(self.local_name, list(out), consistency)
+            out = {pk: rec for pk, rec in out.items() if pk in local}
         return out
+
+    def _present(self, collection: str, ids: Sequence[str], consistency: str) -> set[str]:
+        """Which of ``ids`` (already checked) have a row in ``collection``."""
+        found: set[str] = set()
+        for batch in rows.chunks(ids, ID_BATCH):
+            res = self._query(collection, rows.in_expr("id", batch), ["id"], consistency)
+            found.update(str(r["id"]) for r in res)
+        return found
 
     def upsert(
         self,
@@ -136,16 +153,29 @@ class MilvusStore(CollectionPair):
             global_rows[i] = row
         per_request = rows.write_batch_rows(meta.global_dim + meta.local_dim)
         for batch in rows.chunks(order, per_request):
-            with self._wrap(f"write {self.local_name}"):
-                self._c.upsert(
-                    self.local_name,
-                    [{"id": keys[i], "f_l": loc[i]} for i in batch],
-                    timeout=self.timeout,
-                )
+            self._write_local(batch, keys, loc)
             with self._wrap(f"write {self.global_name}"):
                 self._c.upsert(
                     self.global_name, [global_rows[i] for i in batch], timeout=self.timeout
                 )
+        # A delete of the same images running meanwhile may have removed a local row
+        # after it was written and before its global row was: those images would be
+        # searchable without their local descriptor. A Strong read sees every delete
+        # acknowledged before it; what it misses is written again (this write wins).
+        there = self._present(self.local_name, [keys[i] for i in order], "Strong")
+        missing = [i for i in order if keys[i] not in there]
+        if missing:
+            log.warning("%d local descriptor(s) were deleted during the write: writing them "
+                        "again", len(missing))
+            for batch in rows.chunks(missing, per_request):
+                self._write_local(batch, keys, loc)
+
+    def _write_local(self, batch: Sequence[int], keys: list[str], loc: np.ndarray) -> None:
+        with self._wrap(f"write {self.local_name}"):
+            self._c.upsert(
+                self.local_name, [{"id": keys[i], "f_l": loc[i]} for i in batch],
+                timeout=self.timeout,
+            )
 
     def search(
         self,
@@ -224,13 +254,36 @@ class MilvusStore(CollectionPair):
         Returns:
             (len(ids), Dl) float32; row k is the descriptor of ``ids[k]``.
 
+        Raises:
+            StoreError: some ids have no local descriptor (the message says how many).
+        """
+        out, present = self.fetch_local_partial(ids, consistency=consistency)
+        if not present.all():
+            missing = [pk for pk, ok in zip(ids, present.tolist(), strict=True) if not ok]
+            raise StoreError(
+                f"{len(set(missing))} of {len(set(ids))} ids have no local descriptor in "
+                f"{self.local_name} (first missing: {missing[0]}; reidctl repair removes "
+                "such entries)"
+            )
+        return out
+
+    def fetch_local_partial(self, ids: Sequence[str], *, consistency: str = "Bounded",
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """Local descriptors by id, in the order given, and which ids have one.
+
         A weaker-than-Strong read that misses ids (on a server, rows written in the
         last seconds may not be visible to it yet) is retried once with Strong
         consistency for the missing ids only, so the fast path stays fast and a
         fresh candidate is never dropped.
 
-        Raises:
-            StoreError: some ids have no local descriptor (the message says how many).
+        Args:
+            ids: primary keys (repeats allowed).
+            consistency: Milvus consistency level for the read.
+
+        Returns:
+            ``(f_l, present)``: (len(ids), Dl) float32 whose row k is the descriptor of
+            ``ids[k]`` (zeros where it has none), and the (len(ids),) bool mask of the
+            ids that have one.
         """
         meta = self._pair()
         rows.check_consistency(consistency)
@@ -240,16 +293,14 @@ class MilvusStore(CollectionPair):
         missing = [pk for pk in uniq if pk not in found]
         if missing and consistency != "Strong":
             found.update(self._fetch(missing, meta.local_dim, "Strong"))
-            missing = [pk for pk in uniq if pk not in found]
-        if missing:
-            raise StoreError(
-                f"{len(missing)} of {len(uniq)} ids have no local descriptor in {self.local_name} "
-                f"(first missing: {missing[0]})"
-            )
-        out = np.empty((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
+        out = np.zeros((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
+        present = np.zeros(len(keys), dtype=bool)  # (N,)
         for k, pk in enumerate(keys):
-            out[k] = found[pk]
-        return out
+            f = found.get(pk)
+            if f is not None:
+                out[k] = f
+                present[k] = True
+        return out, present
 
     def _fetch(self, ids: list[str], local_dim: int, consistency: str) -> dict[str, np.ndarray]:
         per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * local_dim)))
@@ -312,22 +363,25 @@ class MilvusStore(CollectionPair):
             yield batch
 
     def _pages(
-        self, expr: str, fields: list[str], consistency: str, batch_size: int
+        self, expr: str, fields: list[str], consistency: str, batch_size: int,
+        collection: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of the global rows matching ``expr`` (a query iterator, always closed)."""
-        with self._wrap(f"iterate {self.global_name}"):
+        """Pages of the rows matching ``expr`` (a query iterator, always closed) of
+        ``collection`` (default: the global one)."""
+        collection = collection or self.global_name
+        with self._wrap(f"iterate {collection}"):
             it = self._c.query_iterator(
-                self.global_name, batch_size=batch_size, filter=expr, output_fields=fields,
+                collection, batch_size=batch_size, filter=expr, output_fields=fields,
                 consistency_level=consistency, timeout=self.timeout)
         try:
             while True:
-                with self._wrap(f"iterate {self.global_name}"):
+                with self._wrap(f"iterate {collection}"):
                     page = it.next()
                 if not page:
                     return
                 yield page
         finally:
-            with self._wrap(f"iterate {self.global_name}"):
+            with self._wrap(f"iterate {collection}"):
                 it.close()
 
     def select(self, sel: Selection, *, batch_size: int = 1000) -> list[dict[str, Any]]:
@@ -341,8 +395,9 @@ class MilvusStore(CollectionPair):
         self._count(self.global_name)  # strong barrier: the iterator ignores the level on 2.3
         out = [{f: r[f] for f in fields}
                for page in self._pages(to_expr(sel), fields, "Strong", batch_size) for r in page]
-        if sel.path_prefix:  # ``like`` may treat _ as a wildcard: check exactly
-            out = [r for r in out if str(r["path"]).startswith(sel.path_prefix)]
+        if sel.path_prefix is not None:  # the ``like`` is a pre-filter: check exactly
+            prefix = sel.path_prefix
+            out = [r for r in out if str(r["path"]).startswith(prefix)]
         return out
 
     def wait_visible(
@@ -373,27 +428,88 @@ class MilvusStore(CollectionPair):
                 return False
             time.sleep(0.1)
 
-    def delete(self, ids: Sequence[str]) -> int:
+    def delete(self, ids: Sequence[str], *, rounds: int = 10) -> int:
         """Delete images: global rows first, then local descriptors.
 
         Returns only once a Bounded-consistency search no longer returns them.
 
+        An ingest of the same images running meanwhile can write a global row after
+        this delete removed it and the local descriptor: the image would be searchable
+        without its local descriptor. So after each round the global rows are read back
+        (Strong) and any that reappeared are deleted again, until a round finds none.
+
         Args:
             ids: primary keys; absent ones are ignored.
+            rounds: at most this many delete rounds.
 
         Returns:
             How many of the (distinct) ids were in the global collection.
+
+        Raises:
+            StoreError: a concurrent writer kept re-adding them for ``rounds`` rounds.
         """
         self._pair()
         uniq = list(dict.fromkeys(rows.check_ids(ids, self._pk_len)))
-        deleted = 0
-        for batch in rows.chunks(uniq, ID_BATCH):
-            expr = rows.in_expr("id", batch)
-            deleted += len(self._query(self.global_name, expr, ["id"], "Strong"))
-            for collection in (self.global_name, self.local_name):
-                with self._wrap(f"delete from {collection}"):
-                    self._c.delete(collection, filter=expr, timeout=self.timeout)
+        deleted = len(self._present(self.global_name, uniq, "Strong"))
+        todo = uniq
+        for _ in range(rounds):
+            for batch in rows.chunks(todo, ID_BATCH):
+                expr = rows.in_expr("id", batch)
+                for collection in (self.global_name, self.local_name):
+                    with self._wrap(f"delete from {collection}"):
+                        self._c.delete(collection, filter=expr, timeout=self.timeout)
+            todo = sorted(self._present(self.global_name, todo, "Strong"))
+            if not todo:
+                break
+            log.warning("%d image(s) were written again during the delete: deleting them "
+                        "again", len(todo))
+        if todo:
+            raise StoreError(f"{len(todo)} image(s) were written again by another process "
+                             f"after {rounds} delete rounds (run reidctl repair when it stops)")
         if uniq and not self.wait_visible(uniq, present=False, timeout=self.timeout):
             raise StoreError(f"deleted {deleted} image(s) but reads still returned them after "
                              f"{self.timeout:g}s")
         return deleted
+
+    def ids(self, role: str, *, batch_size: int = 4096) -> Iterator[list[str]]:
+        """Every primary key of one collection of the pair, in pages (Strong reads).
+
+        Args:
+            role: ``"global"`` or ``"local"``.
+        """
+        self._pair()
+        collection = self._collection(role)
+        self._count(collection)  # strong barrier: the iterator ignores the level on 2.3
+        for page in self._pages("", ["id"], "Strong", batch_size, collection):
+            yield [str(r["id"]) for r in page]
+
+    def orphans(self) -> tuple[list[str], list[str]]:
+        """Images stored in one collection only, each confirmed by a second Strong read.
+
+        Returns:
+            ``(global_only, local_only)`` ids: searchable entries without a local
+            descriptor (a race, or a failure between two writes), and local descriptors
+            without an entry (harmless to search; also the normal state of an ingest's
+            batch between its two writes, so confirm before acting).
+        """
+        g = {pk for page in self.ids("global") for pk in page}
+        loc = {pk for page in self.ids("local") for pk in page}
+        global_only = sorted(g - loc)
+        local_only = sorted(loc - g)
+        # the scan takes time: keep only what a second, targeted read confirms
+        global_only = sorted(set(global_only) - self._present(self.local_name, global_only,
+                                                              "Strong"))
+        global_only = sorted(self._present(self.global_name, global_only, "Strong"))
+        local_only = sorted(set(local_only) - self._present(self.global_name, local_only,
+                                                            "Strong"))
+        return global_only, local_only
+
+    def delete_rows(self, role: str, ids: Sequence[str]) -> None:
+        """Delete rows from one collection of the pair only (repairs; see :meth:`orphans`)."""
+        self._pair()
+        collection = self._collection(role)
+        for batch in rows.chunks(list(dict.fromkeys(rows.check_ids(ids, self._pk_len))),
+                                 ID_BATCH):
+            with self._wrap(f"delete from {collection}"):
+                self._c.delete(collection, filter=rows.in_expr("id", batch),
+                               timeout=self.timeout)

@@ -28,7 +28,7 @@ from pymilvus.client.types import LoadState
 
 from reidctl.config import Connection
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
-from reidctl.store._lite import hold_lite, release_lite
+from reidctl.store._lite import hold_lite, lite_open_errors, lite_path, release_lite
 from reidctl.store._wrap import redact_uri, wrapped
 from reidctl.store.schema import META_KEY, ROLES, PairMeta, build_schema, load_spec, parse_record
 
@@ -88,7 +88,7 @@ class CollectionPair:
 
     def __init__(
         self, uri: str | Connection, name: str = "gallery", *, token: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, must_exist: bool = False,
     ) -> None:
         """Connect.
 
@@ -101,11 +101,18 @@ class CollectionPair:
                 (overrides the Connection's).
             timeout: seconds allowed per call, connecting included (overrides the
                 Connection's; 30 s by default).
+            must_exist: never create a Lite database: a path that holds none is an
+                error (for callers that only read).
 
         Raises:
+            InputError: ``name`` is not a valid collection name; the timeout is not a
+                finite positive number; the URI is malformed (unknown scheme, bad
+                port) or the Lite path cannot hold a database (not ``.db``, missing
+                folder, a file or a foreign folder).
+            CollectionNotFound: ``must_exist`` and there is no Lite database at the path.
             StoreError: the server is unreachable within ``timeout``, or the Lite
-                file cannot be opened (missing directory, in use by another process).
-            InputError: ``name`` is not a valid collection name.
+                database cannot be opened (in use by another process, read-only,
+                damaged).
         """
         if not _NAME.fullmatch(name):
             raise InputError(f"collection-pair name {name!r}: use letters, digits and '_' "
@@ -114,7 +121,8 @@ class CollectionPair:
         if token is not None:
             conn = replace(conn, token=token)
         if timeout is not None:
-            conn = replace(conn, timeout=float(timeout))
+            conn = replace(conn, timeout=timeout)
+        conn = conn.validated()  # before anything parses or connects
         uri = conn.uri
         self.uri = redact_uri(uri)
         self.name = name
@@ -127,26 +135,15 @@ class CollectionPair:
         self._secrets = conn.secrets + ((password,) if password else ())
         self._meta: PairMeta | None = None
         self._lite_path: str | None = None
-        self._client: MilvusClient | None = self._connect(conn)
+        self._client: MilvusClient | None = self._connect(conn, must_exist)
 
-    def _connect(self, conn: Connection) -> MilvusClient:
+    def _connect(self, conn: Connection, must_exist: bool) -> MilvusClient:
         uri, token = conn.uri, conn.token
-        if "://" not in uri and not uri.startswith("unix:"):
-            path = Path(uri).expanduser()
-            if path.suffix != ".db":
-                raise StoreError(
-                    f"a Milvus Lite URI is a file path ending in .db, got {self.uri!r}"
-                )
-            if not path.parent.is_dir():
-                raise StoreError(
-                    f"cannot open Milvus Lite at {path}: directory {path.parent} does not exist"
-                )
-            try:
-                with self._wrap("open Milvus Lite"):
-                    client = MilvusClient(uri=str(path), token=token or "", timeout=self.timeout)
-                self._lite_path = hold_lite(str(path))
-            except StoreError as exc:  # Lite keeps a lock on its data directory
-                raise StoreError(f"{exc} (is another process using {path}?)") from None
+        if conn.is_lite:
+            path = lite_path(uri, must_exist=must_exist)
+            with lite_open_errors(path), self._wrap("open Milvus Lite"):
+                client = MilvusClient(uri=str(path), token=token or "", timeout=self.timeout)
+            self._lite_path = hold_lite(str(path))
         else:
             extra: dict[str, object] = {}
             if conn.user:

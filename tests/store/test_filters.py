@@ -21,7 +21,10 @@ def test_expressions() -> None:
     assert e == ('(camera in ["1", "2"]) and (not (camera in ["3"])) and (source in ["s"]) '
                  'and (captured_at >= 10) and (captured_at < 20)')
     assert to_expr(Selection(before_ms=5)) == "(captured_at < 5) and (captured_at >= 0)"
-    assert to_expr(Selection(path_prefix="/a/b_c")) == '(path like "/a/b_c%")'
+    # the LIKE pre-filter stops before the first wildcard or escape character
+    assert to_expr(Selection(path_prefix="/a/b_c")) == '(path like "/a/b%")'
+    assert to_expr(Selection(path_prefix="/a\\b")) == '(path like "/a%")'
+    assert to_expr(Selection(path_prefix="%x")) == ""  # no stem: checked exactly by select()
 
 
 def test_select_by_camera_path_prefix_and_person(filled: MilvusStore, gallery: Gallery) -> None:

@@ -125,9 +125,9 @@ def test_closed_store_refuses(store: MilvusStore) -> None:
 
 
 def test_milvus_uri_in_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         MilvusStore(str(tmp_path / "no" / "such" / "dir" / "x.db"))
-    with pytest.raises(StoreError, match=r"\.db"):
+    with pytest.raises(InputError, match=r"\.db"):
         MilvusStore(str(tmp_path / "x.sqlite"))
 
 

@@ -7,6 +7,7 @@ Pure rendering with Pillow and numpy; torch is imported only inside
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from reidctl.data.images import MAX_PIXELS, SkipImage, load
-from reidctl.errors import InputError, ModelError
+from reidctl.data.images import MAX_PIXELS, SkipImage, load_given, read_bytes
+from reidctl.errors import ModelError
 from reidctl.types import UNKNOWN
 
 GREEN = (0, 170, 0)  # same person as the query
@@ -134,12 +135,13 @@ def _open_thumb(path: str | Path | None, thumb: tuple[int, int],
     try:
         if not path:
             raise OSError("no path")
-        with Image.open(path) as img:
+        _, data = read_bytes(path)  # a stored path may now be a pipe or a huge file
+        with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise OSError("too large")
             rgb = img.convert("RGB")
         return ImageOps.pad(rgb, (w, h), Image.Resampling.BILINEAR, color=BACKGROUND)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, SkipImage):
         tile = Image.new("RGB", (w, h), PLACEHOLDER)
         draw = ImageDraw.Draw(tile)
         draw.text((w / 2, h / 2), "missing", fill=TEXT, font=font, anchor="mm")
@@ -252,13 +254,7 @@ def _model_pixels(image_path: Path | str, size: tuple[int, int]) -> np.ndarray:
     Raises:
         InputError: missing file or not a usable image.
     """
-    path = Path(image_path)
-    if not path.is_file():
-        raise InputError(f"image does not exist: {image_path}")
-    try:
-        return load(path, size)[1].pixels
-    except SkipImage as e:
-        raise InputError(f"cannot use image {image_path}: {e}") from None
+    return load_given(image_path, size).pixels
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:

@@ -67,3 +67,19 @@ def interrupt_ingest(command: list[str], uri: Path, env: dict[str, str],
             return proc.returncode, stdout, stderr
     raise AssertionError(f"{attempts} ingests finished before SIGINT arrived: "
                          "nothing was interrupted")
+
+
+def lite_gallery(folder: Path, images: list[Path]) -> Path:
+    """A Lite database ``folder/g.db`` with the pair 'gallery' holding ``images`` (copied
+    into ``folder``), made by ``reidctl ingest`` with the default model."""
+    from typer.testing import CliRunner
+
+    from reidctl.cli.main import app
+    from tests.cli.test_error_table import RUNNER_ENV
+
+    for p in images:
+        shutil.copy(p, folder / p.name)
+    uri = folder / "g.db"
+    r = CliRunner().invoke(app, ["ingest", str(folder), "--uri", str(uri), "-q"], env=RUNNER_ENV)
+    assert r.exit_code == 0, r.output + r.stderr
+    return uri

@@ -15,6 +15,7 @@ from reidctl.cli.common import (
     ModelOpt,
     QuietOpt,
     TokenOpt,
+    check_output_file,
     errors_to_exit,
     load_extractor,
     open_store,
@@ -111,6 +112,8 @@ def bench(
         from reidctl.errors import InputError
         from reidctl.pipeline.bench import DEFAULT_SIZES, prepare, run_bench
 
+        if plot is not None:
+            check_output_file(plot, "--plot")
         if not (root / "val").is_dir():
             raise InputError(f"no CUHK03 val folder under {root} (set --root or REIDCTL_CUHK03)")
         chosen, target = resolve_uri(backend, uri)
@@ -147,10 +150,12 @@ def bench(
 def render_bench(r: dict) -> None:
     """Prints the results as tables, like the paper's Table 6 per gallery size."""
     from rich.table import Table
+    from rich.text import Text
 
-    out.print(f"[bold]{r['protocol']}[/] + N distractors ({r['distractors']['recipe']}, seed "
-              f"{r['distractors']['seed']}); model {r['model']}, M = {r['M']}, fine distance "
-              f"{r['fine_distance']}; collections {r['collections']} at {r['uri']}")
+    out.print(Text.assemble(
+        (r["protocol"], "bold"), f" + N distractors ({r['distractors']['recipe']}, seed "
+        f"{r['distractors']['seed']}); model {r['model']}, M = {r['M']}, fine distance "
+        f"{r['fine_distance']}; collections {r['collections']} at {r['uri']}"))
     table = Table(title_justify="left")
     for c in ("N", "gallery", "method", "mAP", "rank-1", "ms p50", "ms p95"):
         table.add_column(c, justify="left" if c == "method" else "right")

@@ -12,6 +12,7 @@ from reidctl.cli.common import (
     JsonOpt,
     ModelOpt,
     QuietOpt,
+    check_output_file,
     errors_to_exit,
     load_extractor,
     out,
@@ -37,6 +38,7 @@ def calibrate(
     with errors_to_exit():
         from reidctl.pipeline.calibrate import calibrate_model, folder_protocol
 
+        check_output_file(out_path, "--out")
         protocol = folder_protocol(data)
         extractor, dev = load_extractor(model, device)
         with progress(not quiet) as start:

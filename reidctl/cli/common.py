@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,20 +22,29 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from reidctl.cli.masking import (
+    SECRET_KEYS,
+    MaskFilter,
+    SafeConsole,
+    mask,
+    remember_secret,
+)
 from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = SafeConsole()
+err = SafeConsole(stderr=True)
 
-UriOpt = Annotated[str, typer.Option(
-    "--uri", envvar="REIDCTL_URI",
+UriOpt = Annotated[str, typer.Option(  # no [default: ...]: one from reidctl.toml may hold a secret
+    "--uri", envvar="REIDCTL_URI", show_default=False,
     help="Milvus Lite file (default ./reidctl.db) or server URI, e.g. http://127.0.0.1:19530.")]
 TokenOpt = Annotated[str | None, typer.Option(
-    "--token", envvar="REIDCTL_TOKEN", help="Server token or user:password.", show_default=False)]
+    "--token", envvar="REIDCTL_TOKEN", help="Server token or user:password.", show_default=False,
+    callback=remember_secret)]
 CollectionOpt = Annotated[str, typer.Option(
     "--collection", "-c", envvar="REIDCTL_COLLECTION",
     help="Collection pair name: <name>_global and <name>_local.")]
@@ -62,6 +72,16 @@ class AppState:
     config: Any = None
     root: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Registers every secret it holds, so that no output can show them."""
+        for secret in self.connection.secrets:
+            remember_secret(secret)
+        tables = (self.root, getattr(self.config, "common", None) or {},
+                  *(getattr(self.config, "commands", None) or {}).values())
+        for table in tables:
+            for name in SECRET_KEYS & set(table):
+                remember_secret(table[name])
+
 
 @dataclass
 class _Verbosity:
@@ -72,35 +92,42 @@ class _Verbosity:
 VERBOSITY = _Verbosity()
 
 
+class _NoteHandler(logging.Handler):
+    """Warnings as plain lines on stderr when not ``--verbose`` (instead of logging's
+    last-resort handler, which would bypass the masking console)."""
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
+        err.print(Text(self.format(record)))
+
+
 def set_verbosity(*, quiet: bool, verbose: bool) -> None:
     """Apply the top-level ``--quiet`` / ``--verbose`` (verbose wins)."""
-    import logging
-
     VERBOSITY.quiet, VERBOSITY.verbose = quiet and not verbose, verbose
     log = logging.getLogger("reidctl")
+    for old in [h for h in log.handlers if getattr(h, "_reidctl", False)]:
+        log.removeHandler(old)
     if verbose:
-        if not any(getattr(h, "_reidctl", False) for h in log.handlers):
-            from rich.logging import RichHandler
+        from rich.logging import RichHandler
 
-            handler = RichHandler(console=err, show_path=False, markup=False)
-            handler._reidctl = True  # type: ignore[attr-defined]
-            log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
+        handler: logging.Handler = RichHandler(console=err, show_path=False, markup=False)
     else:
-        log.setLevel(logging.WARNING)
+        handler = _NoteHandler()
+    handler._reidctl = True  # type: ignore[attr-defined]
+    handler.addFilter(MaskFilter())
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def note(message: str) -> None:
     """An informational line on stderr, silenced by ``--quiet``."""
     if not VERBOSITY.quiet:
-        err.print(message, markup=False, highlight=False)
+        err.print(Text(message))
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Prints a one-line error on stderr and returns the Exit to raise."""
-    from rich.markup import escape
-
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    """Prints a one-line error on stderr (secrets masked, nothing read as markup) and
+    returns the Exit to raise."""
+    err.print(Text.assemble(("error:", "bold red"), " ", mask(message)))
     return typer.Exit(code)
 
 
@@ -125,6 +152,11 @@ class OneLineGroup(TyperGroup):
             raise SystemExit(fail(message + hint, e.exit_code).exit_code) from None
         except typer.Abort:
             raise SystemExit(fail("aborted", 1).exit_code) from None
+        except Exception:  # only under --verbose / REIDCTL_DEBUG: the traceback, masked
+            import traceback
+
+            sys.stderr.write(mask(traceback.format_exc()))
+            raise SystemExit(1) from None
         raise SystemExit(rv if isinstance(rv, int) else 0)
 
 
@@ -149,8 +181,8 @@ def errors_to_exit() -> Iterator[None]:
 
 def bar_columns(*extra: TextColumn) -> tuple:
     """Description, bar, done/total, extra columns, elapsed time and ETA."""
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    return (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            *extra, TimeElapsedColumn(), TextColumn("eta", markup=False), TimeRemainingColumn())
 
 
 @contextlib.contextmanager
@@ -183,17 +215,88 @@ def parse_time(text: str | None, option: str) -> int | None:
     return int(t.timestamp() * 1000)
 
 
-def print_json(obj: Any) -> None:
-    """Writes one JSON document on stdout (not through rich, so it stays parseable)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK if path.is_dir() else os.W_OK)
+
+
+def check_output_file(path: Path, option: str) -> Path:
+    """Checks, before any work, that the file of an output option can be written.
+
+    Args:
+        path: the file to write (it may exist: it is replaced).
+        option: the option's name for the message, e.g. ``"--grid"``.
+
+    Returns:
+        ``path`` with ``~`` expanded.
+
+    Raises:
+        InputError: the path is a folder, its folder does not exist, or either is not
+            writable.
+    """
+    p = path.expanduser()
+    if p.is_dir():
+        raise InputError(f"{option} {path} is a folder: give the path of a file to write")
+    parent = p.absolute().parent
+    if not parent.is_dir():
+        raise InputError(f"{option}: the folder of {path} does not exist: {parent}")
+    if not _writable(parent) or (p.exists() and not _writable(p)):
+        raise InputError(f"{option}: cannot write {path} (permission denied)")
+    return p
+
+
+def check_output_dir(path: Path, option: str) -> Path:
+    """Checks, before any work, that the folder of an output option can be written to
+    (it is created when its parent exists).
+
+    Raises:
+        InputError: the path is a file, its parent folder does not exist, or it is not
+            writable.
+    """
+    p = path.expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {path} is a file: give a folder to write into")
+    target = p if p.is_dir() else p.absolute().parent
+    if not target.is_dir():
+        raise InputError(f"{option}: the folder of {path} does not exist: {target}")
+    if not _writable(target):
+        raise InputError(f"{option}: cannot write into {target} (permission denied)")
+    return p
+
+
+def json_safe(obj: Any) -> Any:  # noqa: ANN401
+    """``obj`` as strict JSON data: non-finite floats -> null, secrets masked in strings,
+    numpy scalars -> Python numbers, other objects (paths) -> their masked ``str``."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if getattr(obj, "shape", None) == () and hasattr(obj, "item"):  # a numpy scalar
+        return json_safe(obj.item())
+    return mask(str(obj))
+
+
+def print_json(obj: Any) -> None:  # noqa: ANN401
+    """Writes one strict JSON document on stdout (not through rich, so it stays parseable):
+    no NaN or Infinity (``allow_nan=False`` catches any that :func:`json_safe` missed),
+    secrets masked."""
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
 def connection(uri: str, token: str | None, ctx: typer.Context | None = None) -> Connection:
-    """The top-level connection settings with a command's URI and token."""
+    """The top-level connection settings with a command's URI and token.
+
+    Raises:
+        InputError: the timeout or the server URI is unusable (see
+            :meth:`~reidctl.config.Connection.validated`).
+    """
     state = ctx.find_object(AppState) if ctx is not None else None
     conn = (state.connection if state is not None else Connection()).with_uri(uri)
-    return replace(conn, token=token) if token else conn
+    return (replace(conn, token=token) if token else conn).validated()
 
 
 def open_store(  # noqa: ANN201 - lazy import
@@ -202,22 +305,12 @@ def open_store(  # noqa: ANN201 - lazy import
 ):
     """Opens the collection pair with the connection settings of the top-level options.
 
-    ``must_exist``: for commands that only read, a Lite file that is not there is an
-    error (exit 5) rather than a new empty database.
+    ``must_exist``: for commands that only read, a Lite path that holds no database is
+    an error (exit 5) and nothing is created there.
     """
     from reidctl.store import MilvusStore
 
-    conn = connection(uri, token, ctx)
-    if "://" not in uri:
-        parent = Path(uri).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise InputError(f"folder of the database file does not exist: {parent}")
-        if must_exist and not Path(uri).expanduser().exists():
-            from reidctl.errors import CollectionNotFound
-
-            raise CollectionNotFound(f"no Milvus Lite database at {uri} (reidctl ingest "
-                                     "creates it)")
-    return MilvusStore(conn, collection)
+    return MilvusStore(connection(uri, token, ctx), collection, must_exist=must_exist)
 
 
 def load_extractor(model: str, device: str):  # noqa: ANN201 - lazy import

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from reidctl.cli.common import (
     AppState,
@@ -60,8 +61,8 @@ def _pair_row(store: Any) -> dict[str, Any]:  # noqa: ANN401
 
 def _print_info(r: dict[str, Any]) -> None:
     size = r["disk_bytes"]
-    out.print(f"[bold]{r['uri']}[/] ({r['backend']}, "
-              f"{'%.1f MiB on disk' % (size / 2**20) if size is not None else 'disk size: n/a'})")
+    disk = f"{size / 2**20:.1f} MiB on disk" if size is not None else "disk size: n/a"
+    out.print(Text.assemble((r["uri"], "bold"), f" ({r['backend']}, {disk})"))
     out.print(f"config file: {r['config_file'] or 'none'}")
     t = Table(title="collection pairs", title_justify="left")
     for c in ("name", "images", "f_g", "index", "f_l", "model"):
@@ -138,8 +139,8 @@ def register(app: typer.Typer) -> None:
                 print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
             else:
                 for c in checks:
-                    style = _STATUS_STYLE[c.status]
-                    out.print(f"[{style}]{c.status:>4}[/] {c.name}: {c.detail}")
+                    out.print(Text.assemble((f"{c.status:>4}", _STATUS_STYLE[c.status]),
+                                            f" {c.name}: {c.detail}"))
                     if c.fix:
                         out.print(f"      fix: {c.fix}")
                 out.print("all checks passed" if not failed else f"{failed} check(s) failed")

@@ -22,6 +22,8 @@ from reidctl.cli.common import (
     QuietOpt,
     TokenOpt,
     UriOpt,
+    check_output_dir,
+    check_output_file,
     errors_to_exit,
     fail,
     load_extractor,
@@ -110,11 +112,13 @@ def main(
         if name in given and (src is None or src.name == "DEFAULT"):
             given[name] = value
     path_or_none = lambda v: str(v) if v else None  # noqa: E731
-    conn = Connection(
-        user=given["user"], password=given["password"], db_name=given["db"], tls=bool(given["tls"]),
-        ca_file=path_or_none(given["tls_ca"]), server_name=given["tls_server_name"],
-        client_cert=path_or_none(given["tls_cert"]), client_key=path_or_none(given["tls_key"]),
-        timeout=float(given["timeout"]))
+    with errors_to_exit():  # a bad --timeout fails every command, not only those that connect
+        conn = Connection(
+            user=given["user"], password=given["password"], db_name=given["db"],
+            tls=bool(given["tls"]), ca_file=path_or_none(given["tls_ca"]),
+            server_name=given["tls_server_name"], client_cert=path_or_none(given["tls_cert"]),
+            client_key=path_or_none(given["tls_key"]), timeout=float(given["timeout"]),
+        ).validated()
     if given["quiet"] or given["verbose"]:
         set_verbosity(quiet=bool(given["quiet"]), verbose=bool(given["verbose"]))
     ctx.obj = AppState(connection=conn, config=cfg, root=given)
@@ -192,6 +196,8 @@ def search(
         from reidctl.pipeline.search import search as run_search
         from reidctl.types import Selection
 
+        if grid is not None:
+            check_output_file(grid, "--grid")
         where = Selection(cameras=tuple(camera or ()), exclude_cameras=tuple(exclude_camera or ()),
                           sources=tuple(source or ()), after_ms=parse_time(after, "--after"),
                           before_ms=parse_time(before, "--before"))
@@ -289,6 +295,9 @@ def evaluate(
     """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
     with errors_to_exit():
         from reidctl.data.datasets import Dataset, load_protocol
+
+        if grid is not None:
+            check_output_dir(grid, "--grid")
         from reidctl.pipeline.evaluate import default_collection
         from reidctl.pipeline.evaluate import evaluate as run_eval
 
@@ -320,7 +329,8 @@ def fit_pca(
     dim: Annotated[int, typer.Option(min=8, max=2048, help="Dimension of f_g.")] = 128,
     shrinkage: Annotated[float, typer.Option(min=0.0, help="Whitening shrinkage.")] = 2.0,
     fine_weight: Annotated[float | None, typer.Option(
-        min=0.0, help="Weight of the local distance in the fine stage (default: the model's).",
+        min=0.0, max=100.0,
+        help="Weight of the local distance in the fine stage (default: the model's).",
         show_default=False)] = None,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
@@ -328,6 +338,8 @@ def fit_pca(
     with errors_to_exit():
         from reidctl.data.images import discover
         from reidctl.pipeline.fit import fit_model
+
+        check_output_file(out_path, "--out")
 
         files = discover(data)
         extractor, _ = load_extractor(model, device)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reidctl.cli.common import out
 
@@ -35,14 +35,16 @@ def search_results(results: list[dict]) -> None:
     """Prints one table of ranked hits per query."""
     for res in results:
         ms = res["ms"]
-        title = (f"{escape(res['query'])}  (coarse {ms['coarse']:.1f} ms, "
-                 f"fetch {ms['fetch']:.1f} ms, re-rank {ms['rerank']:.1f} ms)")
+        title = Text(f"{res['query']}  (coarse {ms['coarse']:.1f} ms, "
+                     f"fetch {ms['fetch']:.1f} ms, re-rank {ms['rerank']:.1f} ms)")
         if res.get("no_match"):
             best = res["hits"][0]["distance"] if res["hits"] else float("nan")
-            title += (f"\n[bold red]no match[/]: the best hit ({best:.4f}) is beyond the "
-                      f"threshold {res['threshold']:.4f}; the closest images follow")
+            title.append("\nno match", style="bold red")
+            title.append(f": the best hit ({best:.4f}) is beyond the threshold "
+                         f"{res['threshold']:.4f}; the closest images follow")
         elif res.get("no_match") is False:
-            title += f"\n[bold green]match[/] (threshold {res['threshold']:.4f})"
+            title.append("\nmatch", style="bold green")
+            title.append(f" (threshold {res['threshold']:.4f})")
         table = Table(title=title, title_justify="left")
         for col in ("rank", "distance", "person", "camera"):
             table.add_column(col, justify="right" if col in ("rank", "distance") else "left")
@@ -58,7 +60,7 @@ def search_results(results: list[dict]) -> None:
 def eval_table(r: dict) -> None:
     """Prints the three-method table, side by side like the paper's Table 6."""
     model = r["model"]
-    out.print(f"[bold]{r['protocol']}[/]")
+    out.print(Text(r["protocol"], style="bold"))
     out.print(
         f"gallery {r['gallery_size']} images, {r['num_queries']} queries, M = {r['M']}, "
         f"model {model.get('backbone')} {model.get('fingerprint')} "

@@ -25,11 +25,11 @@ from typing import Any
 
 import typer
 
+from reidctl.cli.masking import SECRET_KEYS, mask
 from reidctl.errors import InputError
 
 CONFIG_ENV = "REIDCTL_CONFIG"
 DEFAULT_CONFIG = "reidctl.toml"
-SECRET_KEYS = frozenset({"password", "token"})
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,17 @@ def load_config(path: Path | None, group: Any) -> ConfigFile:  # noqa: ANN401 - 
     return ConfigFile(path=path, common=common, commands=sections)
 
 
+# Options a top-level key does not set for a command, only its own table: eval ingests
+# into and scores against its own pair, never the gallery the top-level key names.
+TABLE_ONLY = {"eval": frozenset({"collection"})}
+
+
 def default_map(cfg: ConfigFile, group: Any) -> dict[str, dict[str, Any]]:  # noqa: ANN401
     """Click's ``default_map`` for the subcommands: common keys where the command has
-    that option, overridden by the command's own table."""
+    that option (except :data:`TABLE_ONLY`), overridden by the command's own table."""
     out: dict[str, dict[str, Any]] = {}
     for name, cmd in getattr(group, "commands", {}).items():
-        names = set(_aliases(cmd).values())
+        names = set(_aliases(cmd).values()) - TABLE_ONLY.get(name, frozenset())
         m = {k: v for k, v in cfg.common.items() if k in names}
         m.update(cfg.commands.get(name, {}))
         if m:
@@ -147,7 +152,8 @@ def source_of(ctx: typer.Context, name: str, config: ConfigFile | None = None) -
 
 
 def shown(name: str, value: Any) -> Any:  # noqa: ANN401
-    """The value as it may be printed: secrets masked."""
+    """The value as it may be printed: secrets masked (a password or token whole, the
+    user info of a URI)."""
     if name in SECRET_KEYS and value:
         return "***"
-    return str(value) if isinstance(value, Path) else value
+    return mask(str(value)) if isinstance(value, (str, Path)) else value

@@ -14,7 +14,16 @@ from rich.progress import (
     TextColumn,
 )
 
-from reidctl.cli.common import JsonOpt, QuietOpt, bar_columns, err, errors_to_exit, out, print_json
+from reidctl.cli.common import (
+    JsonOpt,
+    QuietOpt,
+    bar_columns,
+    check_output_file,
+    err,
+    errors_to_exit,
+    out,
+    print_json,
+)
 
 _RECIPE = "Recipe"
 
@@ -60,7 +69,7 @@ def train_progress(enabled: bool) -> Iterator[TrainProgress | None]:
     if not (enabled and err.is_terminal):
         yield None
         return
-    bar = Progress(*bar_columns(TextColumn("{task.fields[metrics]}")), console=err,
+    bar = Progress(*bar_columns(TextColumn("{task.fields[metrics]}", markup=False)), console=err,
                    transient=False)
     with bar:
         yield TrainProgress(bar)
@@ -116,6 +125,7 @@ def train(
 
         if resume and restart:
             raise InputError("--resume and --restart exclude each other")
+        check_output_file(out_path, "--out")
         if threads:
             torch.set_num_threads(threads)
         settings = TrainSettings(

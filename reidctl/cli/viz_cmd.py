@@ -11,6 +11,7 @@ from reidctl.cli.common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    check_output_file,
     errors_to_exit,
     load_extractor,
     out,
@@ -37,11 +38,11 @@ def explain(
     Needs a trained checkpoint (``reidctl train``): the classifier block is what draws it.
     """
     with errors_to_exit():
-        from reidctl.errors import InputError
+        from reidctl.data.images import load_given
         from reidctl.viz import confidence_map, render_confidence_map
 
-        if not image.is_file():  # before loading the model: fail fast on a typo
-            raise InputError(f"image does not exist: {image}")
+        load_given(image, (16, 16))  # before loading the model: fail fast on a typo, a pipe
+        check_output_file(out_path, "--out")
         extractor, _ = load_extractor(model, device)
         classes = _class_names(model) if extractor.model.num_classes else None
         pixels, cmap, name, score = confidence_map(extractor, image, classes=classes)

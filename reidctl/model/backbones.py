@@ -52,6 +52,8 @@ class BackboneSpec:
 OSNET_X0_25 = BackboneSpec("osnet_x0_25", (256, 128), 128)
 GOOGLENET = BackboneSpec("googlenet", (512, 256), 1024)
 SPECS: dict[str, BackboneSpec] = {s.name: s for s in (OSNET_X0_25, GOOGLENET)}
+# input size / feature-map size of each backbone: 256x128 -> 16x8 and 512x256 -> 16x8
+OUTPUT_STRIDE: dict[str, int] = {OSNET_X0_25.name: 16, GOOGLENET.name: 32}
 
 
 class Backbone(NamedTuple):
@@ -71,6 +73,12 @@ def backbone_spec(name: str) -> BackboneSpec:
     if name not in SPECS:
         raise ModelError(f"unknown backbone {name!r} (known: {', '.join(SPECS)})")
     return SPECS[name]
+
+
+def feature_map_size(spec: BackboneSpec) -> tuple[int, int]:
+    """``(h, w)`` of the feature map the backbone gives for its input size (16x8 for both)."""
+    stride = OUTPUT_STRIDE[spec.name]
+    return spec.input_size[0] // stride, spec.input_size[1] // stride
 
 
 def default_osnet_weights() -> Path:
@@ -112,10 +120,10 @@ def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
     spec = OSNET_X0_25
     with torch.no_grad():  # one cheap probe: a wrong file fails here, not at first use
         out = module(torch.zeros(1, 3, *spec.input_size))
-    h, w = spec.input_size
-    if tuple(out.shape) != (1, spec.channels, h // 16, w // 16):
+    h, w = feature_map_size(spec)
+    if tuple(out.shape) != (1, spec.channels, h, w):
         raise ModelError(
-            f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h // 16}, {w // 16}]"
+            f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h}, {w}]"
         )
     return Backbone(module, spec, f"onnx:{path}")
 

@@ -15,17 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from reidctl.errors import ModelError
-from reidctl.model._util import first_line, load_state_dict_strict
-from reidctl.model.backbones import BackboneSpec, backbone_arch, backbone_spec, rebuild_backbone
+from reidctl.model.backbones import BackboneSpec, backbone_arch
+from reidctl.model.checkpoint_check import (
+    DEFAULT_FINE_WEIGHT,
+    build_model,
+    check_fields,
+    check_fine_weight,
+    check_open_set,
+    check_pca,
+    check_plain,
+)
 from reidctl.model.convnet import ConvNet
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.pca import PCA
 
 CHECKPOINT_FORMAT = "reidctl.convnet/1"
-_PLAIN = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
@@ -58,35 +66,8 @@ class LoadedModel:
     extra: dict[str, Any]
     path: Path
     stripe_pca: tuple[PCA, ...] = ()
-    fine_weight: float = 0.5
+    fine_weight: float = DEFAULT_FINE_WEIGHT
     open_set: dict[str, Any] | None = None
-
-
-def _check_open_set(value: Any, where: str) -> dict[str, Any] | None:
-    """None, or a dict of plain data with a numeric ``threshold``."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or isinstance(value.get("threshold"), bool) or not isinstance(
-            value.get("threshold"), (int, float)):
-        raise ValueError(f"{where}: open_set must be None or a dict with a numeric 'threshold'")
-    return dict(value)
-
-
-def _check_plain(value: Any, where: str) -> None:
-    """Refuse values that ``weights_only`` loading could not read back."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"checkpoint extra: key {key!r} in {where} is not a string")
-            _check_plain(item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN):
-        raise ValueError(
-            f"checkpoint extra: {where} has type {type(value).__name__}; "
-            "use str/int/float/bool/None/list/dict"
-        )
 
 
 def save_checkpoint(
@@ -98,7 +79,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     stripes: int = 4,
     stripe_pca: Sequence[PCA] = (),
-    fine_weight: float = 0.5,
+    fine_weight: float = DEFAULT_FINE_WEIGHT,
     open_set: dict[str, Any] | None = None,
 ) -> str:
     """Write a model and everything needed to use it to one file (atomically).
@@ -113,30 +94,36 @@ def save_checkpoint(
         extra: training settings etc.: plain str/int/float/bool/None/list/dict.
         stripes: stripes of ``f_l``.
         stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
-        fine_weight: weight of the local distance in the fine stage.
+        fine_weight: weight of the local distance in the fine stage, in
+            ``[0, MAX_FINE_WEIGHT]``.
         open_set: the calibrated open-set threshold record (plain data with a
-            numeric ``"threshold"``), or None; not part of the fingerprint.
+            ``"threshold" >= 0``, see :func:`check_open_set`), or None; not part of
+            the fingerprint.
 
     Returns:
         The fingerprint stored in the file.
 
     Raises:
-        ValueError: classes/PCA/extra do not fit the model.
+        ValueError: classes/PCA/extra do not fit the model, a fine weight or an
+            open-set record that :func:`load_checkpoint` would refuse.
     """
     if len(classes) != model.num_classes:
         raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} classes")
     if pca.in_dim != spec.channels:
         raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
     extra = dict(extra or {})
-    _check_plain(extra, "extra")
-    open_set = _check_open_set(open_set, "save")
-    _check_plain(open_set, "open_set")
+    check_plain(extra, "checkpoint extra")
+    fine_weight = check_fine_weight(float(fine_weight) if isinstance(fine_weight, np.floating)
+                                    else fine_weight)
+    check_open_set(open_set)
     # numpy scalars pass as float but would not load with weights_only; JSON makes them plain
     open_set = None if open_set is None else json.loads(json.dumps(open_set))
     if stripe_pca and (len(stripe_pca) != stripes or any(
             p.in_dim != spec.channels or p.out_dim != spec.channels for p in stripe_pca)):
         k = spec.channels
         raise ValueError(f"stripe_pca must be {stripes} projections {k}->{k}")
+    for name, p in [("pca", pca), *((f"stripe_pca[{j}]", sp) for j, sp in enumerate(stripe_pca))]:
+        check_pca(p.to_dict(), name, spec.channels)  # finite, non-negative variances
     fp = fingerprint(model, spec, pca, stripes, stripe_pca)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
@@ -149,7 +136,7 @@ def save_checkpoint(
         "stripes": stripes,
         "pca": pca.to_dict(),
         "stripe_pca": [p.to_dict() for p in stripe_pca],
-        "fine_weight": float(fine_weight),
+        "fine_weight": fine_weight,
         "arch": backbone_arch(model.backbone),
         "state_dict": state,
         "fingerprint": fp,
@@ -192,50 +179,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         A :class:`LoadedModel`; the model is in eval mode.
 
     Raises:
-        ModelError: missing, truncated or corrupted file, wrong format tag,
-            inconsistent fields, state dict not fitting the architecture, or
-            weights that do not match the stored fingerprint.
+        ModelError: missing, truncated or corrupted file, wrong format tag, a
+            field missing or of the wrong type, shape or range (every field is
+            checked before anything is built, see
+            :mod:`reidctl.model.checkpoint_check`), state dict not fitting the
+            architecture, or weights that do not match the stored fingerprint.
     """
     path = Path(path)
     data = _read(path, map_location)
-    try:
-        spec = backbone_spec(str(data["backbone"]))
-        saved = BackboneSpec(
-            spec.name,
-            (int(data["input_size"][0]), int(data["input_size"][1])),
-            int(data["channels"]),
-        )
-        classes = [str(c) for c in data["classes"]]
-        num_classes, stripes = int(data["num_classes"]), int(data["stripes"])
-        arch, state, extra, stored_fp = (
-            data["arch"],
-            data["state_dict"],
-            dict(data["extra"]),
-            str(data["fingerprint"]),
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ModelError(f"{path}: malformed checkpoint field: {first_line(exc)}") from exc
-    if saved != spec:
-        raise ModelError(f"{path}: {saved} does not match the {spec.name} architecture {spec}")
-    if len(classes) != num_classes:
-        raise ModelError(f"{path}: {len(classes)} class names for {num_classes} classes")
-    pca = PCA.from_dict(data["pca"])
-    stripe_pca = tuple(PCA.from_dict(p) for p in data.get("stripe_pca", []))
-    fine_weight = float(data.get("fine_weight", 0.5))
-    try:  # absent in checkpoints written before open-set calibration
-        open_set = _check_open_set(data.get("open_set"), str(path))
-    except ValueError as exc:
-        raise ModelError(first_line(exc)) from exc
-    if pca.in_dim != spec.channels:
-        raise ModelError(f"{path}: PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
-    model = ConvNet(rebuild_backbone(spec.name, arch), spec.channels, num_classes)
-    load_state_dict_strict(model, state, str(path))
-    model.to(map_location).eval()
-    fp = fingerprint(model, spec, pca, stripes, stripe_pca)
-    if fp != stored_fp:
+    fields = check_fields(data, str(path))
+    model = build_model(fields, str(path), map_location)
+    fp = fingerprint(model, fields.spec, fields.pca, fields.stripes, fields.stripe_pca)
+    if fp != fields.fingerprint:
         raise ModelError(
             f"{path}: weights do not match the stored fingerprint "
-            f"({fp} != {stored_fp}); file altered?"
+            f"({fp} != {fields.fingerprint}); file altered?"
         )
-    return LoadedModel(model, spec, pca, classes, stripes, fp, extra, path, stripe_pca, fine_weight,
-                       open_set)
+    return LoadedModel(model, fields.spec, fields.pca, fields.classes, fields.stripes, fp,
+                       fields.extra, path, fields.stripe_pca, fields.fine_weight, fields.open_set)

@@ -13,6 +13,7 @@ import torch
 from reidctl.errors import ModelError
 from reidctl.model.backbones import SPECS, BackboneSpec, build_backbone
 from reidctl.model.checkpoint import load_checkpoint
+from reidctl.model.checkpoint_check import DEFAULT_FINE_WEIGHT
 from reidctl.model.convnet import ConvNet
 from reidctl.model.descriptors import Descriptors, describe
 from reidctl.model.fingerprint import fingerprint
@@ -21,9 +22,6 @@ from reidctl.model.pca import PCA
 DEFAULT_MODEL = "osnet_x0_25"
 GLOBAL_DIM = 128
 DEFAULT_STRIPES = 4
-# Fine-stage distance d^2 = d_g^2 + FINE_WEIGHT * d_l^2 (the full descriptor [f_g, sqrt(w) f_l]).
-# 0.5 was chosen on held-out CUHK03 *train* identities (docs/benchmarks.md), never on val.
-DEFAULT_FINE_WEIGHT = 0.5
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

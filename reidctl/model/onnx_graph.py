@@ -12,6 +12,7 @@ other op raises :class:`~reidctl.errors.ModelError` naming it.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reidctl.errors import ModelError
+from reidctl.model._util import first_line
 
 GRAPH_FORMAT = "reidctl.onnxgraph/1"
 
@@ -36,13 +38,34 @@ SUPPORTED_OPS = frozenset(
 _Op = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
-def _symmetric_pads(pads: Sequence[int], node: NodeSpec) -> tuple[int, int]:
+# Largest kernel, stride, dilation or pad accepted (OSNet's largest is its 7x7 stem): a
+# graph read from a file must not turn one image into gigabytes of activations.
+MAX_WINDOW = 32
+MAX_INITIALIZER_ELEMENTS = 2**26  # 256 MB of float32 for one weight; OSNet's largest is 64 KB
+
+
+def _ints(attrs: Mapping[str, Any], key: str, default: Sequence[int], node: NodeSpec,
+          low: int, count: int) -> tuple[int, ...]:
+    """Attribute ``key`` as ``count`` ints in ``[low, MAX_WINDOW]``."""
+    value = attrs.get(key, default)
+    if (not isinstance(value, (list, tuple)) or len(value) != count
+            or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= MAX_WINDOW
+                   for v in value)):
+        raise ModelError(
+            f"ONNX node {node['name']!r} ({node['op']}): {key} must be {count} integers "
+            f"in [{low}, {MAX_WINDOW}], got {value!r}"
+        )
+    return tuple(value)
+
+
+def _symmetric_pads(attrs: Mapping[str, Any], node: NodeSpec) -> tuple[int, int]:
     """ONNX ``pads`` ``[top, left, bottom, right]`` -> torch ``(pad_h, pad_w)``."""
-    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
+    pads = _ints(attrs, "pads", (0, 0, 0, 0), node, 0, 4)
+    if pads[0] != pads[2] or pads[1] != pads[3]:
         raise ModelError(
             f"ONNX node {node['name']!r} ({node['op']}): unsupported pads {list(pads)}"
         )
-    return int(pads[0]), int(pads[1])
+    return pads[0], pads[1]
 
 
 def _check_auto_pad(attrs: Mapping[str, Any], node: NodeSpec) -> None:
@@ -58,24 +81,26 @@ def _make_op(node: NodeSpec) -> _Op:
     op, attrs = node["op"], node["attrs"]
     if op == "Conv":
         _check_auto_pad(attrs, node)
-        stride = tuple(attrs.get("strides", (1, 1)))
-        dilation = tuple(attrs.get("dilations", (1, 1)))
-        padding = _symmetric_pads(attrs.get("pads", (0, 0, 0, 0)), node)
-        groups = int(attrs.get("group", 1))
+        stride = _ints(attrs, "strides", (1, 1), node, 1, 2)
+        dilation = _ints(attrs, "dilations", (1, 1), node, 1, 2)
+        padding = _symmetric_pads(attrs, node)
+        group = attrs.get("group", 1)
+        if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+            raise ModelError(f"ONNX node {node['name']!r} (Conv): bad group {group!r}")
 
         def conv(xs: list[torch.Tensor]) -> torch.Tensor:
             bias = xs[2] if len(xs) > 2 else None
-            return F.conv2d(xs[0], xs[1], bias, stride, padding, dilation, groups)
+            return F.conv2d(xs[0], xs[1], bias, stride, padding, dilation, group)
 
         return conv
     if op in ("AveragePool", "MaxPool"):
         _check_auto_pad(attrs, node)
-        kernel = tuple(attrs["kernel_shape"])
-        stride = tuple(attrs.get("strides", (1, 1)))
-        padding = _symmetric_pads(attrs.get("pads", (0, 0, 0, 0)), node)
+        kernel = _ints(attrs, "kernel_shape", (), node, 1, 2)
+        stride = _ints(attrs, "strides", (1, 1), node, 1, 2)
+        padding = _symmetric_pads(attrs, node)
         ceil_mode = bool(attrs.get("ceil_mode", 0))
         if op == "MaxPool":
-            dilation = tuple(attrs.get("dilations", (1, 1)))
+            dilation = _ints(attrs, "dilations", (1, 1), node, 1, 2)
             return lambda xs: F.max_pool2d(xs[0], kernel, stride, padding, dilation, ceil_mode)
         include_pad = bool(attrs.get("count_include_pad", 0))
         return lambda xs: F.avg_pool2d(xs[0], kernel, stride, padding, ceil_mode, include_pad)
@@ -117,6 +142,45 @@ def sanitize_names(names: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+def _bad_spec(what: str, value: Any) -> ModelError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return ModelError(f"malformed ONNX graph spec: {what}, got {shown}")
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_graph_spec(spec: Any) -> None:
+    """Check the types of a :data:`GraphSpec` and its initializer shapes.
+
+    Raises:
+        ModelError: naming the first field that is missing or of the wrong type,
+            or an initializer shape that is not a list of non-negative ints of at
+            most ``MAX_INITIALIZER_ELEMENTS`` elements.
+    """
+    if not isinstance(spec, dict):
+        raise _bad_spec("the spec must be a dict", type(spec).__name__)
+    for key, kind in (("format", str), ("input", str), ("output", str), ("nodes", list),
+                      ("initializers", dict)):
+        if not isinstance(spec.get(key), kind):
+            raise _bad_spec(f"{key!r} must be a {kind.__name__}", spec.get(key))
+    for i, node in enumerate(spec["nodes"]):
+        if not (isinstance(node, dict) and isinstance(node.get("op"), str)
+                and isinstance(node.get("name"), str) and _is_str_list(node.get("inputs"))
+                and _is_str_list(node.get("outputs")) and node["outputs"]
+                and isinstance(node.get("attrs"), dict)):
+            raise _bad_spec(f"node {i} needs op, name, inputs, outputs (strings) and attrs", node)
+    for name, shape in spec["initializers"].items():
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise _bad_spec(f"initializer {name!r}: a shape is a list of non-negative ints", shape)
+        if math.prod(shape) > MAX_INITIALIZER_ELEMENTS:
+            raise _bad_spec(f"initializer {name!r} is larger than {MAX_INITIALIZER_ELEMENTS:,} "
+                            "elements", shape)
+
+
 def prune_nodes(nodes: Sequence[NodeSpec], output: str) -> list[NodeSpec]:
     """Keep only the nodes needed to compute ``output`` (topological order kept).
 
@@ -155,16 +219,14 @@ class OnnxGraphModule(nn.Module):
 
     def __init__(self, spec: GraphSpec, tensors: Mapping[str, torch.Tensor] | None = None) -> None:
         super().__init__()
-        try:
-            if spec["format"] != GRAPH_FORMAT:
-                raise ModelError(f"unknown ONNX graph format {spec['format']!r}")
-            self.input_name: str = spec["input"]
-            self.output_name: str = spec["output"]
-            nodes = prune_nodes(spec["nodes"], self.output_name)
-            shapes: dict[str, list[int]] = dict(spec["initializers"])
-            self._ops = [_make_op(node) for node in nodes]  # raises on unknown ops first
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"malformed ONNX graph spec: missing or bad field {exc}") from exc
+        check_graph_spec(spec)
+        if spec["format"] != GRAPH_FORMAT:
+            raise ModelError(f"unknown ONNX graph format {spec['format']!r}")
+        self.input_name: str = spec["input"]
+        self.output_name: str = spec["output"]
+        nodes = prune_nodes(spec["nodes"], self.output_name)
+        shapes: dict[str, list[int]] = dict(spec["initializers"])
+        self._ops = [_make_op(node) for node in nodes]  # raises on unknown ops first
         used = [n for node in nodes for n in node["inputs"] if n in shapes]
         self.param_names: dict[str, str] = sanitize_names(list(dict.fromkeys(used)))
         for onnx_name, attr in self.param_names.items():
@@ -236,12 +298,32 @@ class OnnxGraphModule(nn.Module):
         Returns:
             The tensor named ``output_name``, for OSNet ``(B, 128, 16, 8)``.
         """
+        return self._run(x, name_failures=False)
+
+    def probe(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`, with a node that cannot run named in a ModelError.
+
+        Meant for meta tensors: checks a graph read from a file, shapes only.
+
+        Raises:
+            ModelError: ``ONNX node '<name>' (<op>): <what torch said>``.
+        """
+        return self._run(x, name_failures=True)
+
+    def _run(self, x: torch.Tensor, name_failures: bool) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {
             name: getattr(self, attr) for name, attr in self.param_names.items()
         }
         env[self.input_name] = x
         for node, op, free in zip(self._nodes, self._ops, self._plan, strict=True):
-            env[node["outputs"][0]] = op([env[name] for name in node["inputs"] if name])
+            try:
+                env[node["outputs"][0]] = op([env[name] for name in node["inputs"] if name])
+            except RuntimeError as exc:
+                if not name_failures:  # at run time, e.g. out of memory: not the graph's fault
+                    raise
+                raise ModelError(
+                    f"ONNX node {node['name']!r} ({node['op']}): {first_line(exc)}"
+                ) from exc
             for name in free:
                 del env[name]
         return env[self.output_name]

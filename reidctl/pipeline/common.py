@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from reidctl.config import DEFAULT_BATCH
-from reidctl.data.images import SkipImage, load
-from reidctl.errors import InputError, StoreError
+from reidctl.data.images import SkipImage, load, load_given
+from reidctl.errors import StoreError
 from reidctl.model import FeatureExtractor
 from reidctl.store import MilvusStore
 
@@ -49,15 +49,13 @@ def decoded_batches(
         (paths read, paths kept in the batch, (B, 3, H, W) float tensor in [0, 1]).
     """
     def _load(p: Path | str) -> np.ndarray | str:
-        if not Path(p).is_file():
-            if strict:
-                raise InputError(f"query image does not exist: {p}")
-            return "missing"
+        # no is_file() check first: reading says what is wrong (missing, a pipe, too large,
+        # a name too long for the system) without opening anything that could block
+        if strict:
+            return load_given(p, size, "query image").pixels
         try:
             return load(p, size)[1].pixels
         except SkipImage as e:
-            if strict:
-                raise InputError(f"cannot use query image {p}: {e}") from None
             return e.reason
 
     with ThreadPoolExecutor(max_workers=2) as pool:

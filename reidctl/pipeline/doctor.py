@@ -166,7 +166,8 @@ def _pair(store: Any, extractor: Any) -> Check:  # noqa: ANN401
                      "pass the --model it was built with, or ingest into another --collection")
     if info.global_count != info.local_count:
         return Check(name, WARN, f"{info.global_count} global vs {info.local_count} local rows",
-                     "an ingest was interrupted: rerun the same reidctl ingest to complete it")
+                     "an ingest or a delete was interrupted: rerun it to complete it, or "
+                     "run reidctl repair to remove images stored in one collection only")
     return Check(name, OK, f"{info.global_count} images, f_g {info.global_dim}-D "
                  f"{info.index['type']}, f_l {info.local_dim}-D, model {fp}")
 

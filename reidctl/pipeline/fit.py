@@ -12,6 +12,7 @@ import numpy as np
 
 from reidctl.errors import InputError
 from reidctl.model import PCA, FeatureExtractor, save_checkpoint
+from reidctl.model.checkpoint_check import check_fine_weight
 from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, decoded_batches
 
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
@@ -63,7 +64,15 @@ def fit_model(
 
     Returns:
         A report: images used, skipped, fingerprint, output path, seconds.
+
+    Raises:
+        InputError: ``fine_weight`` is not a finite number in [0, 100].
     """
+    if fine_weight is not None:  # before the fit, not when the checkpoint is written
+        try:
+            check_fine_weight(fine_weight)
+        except ValueError as e:
+            raise InputError(str(e)) from None
     t0 = time.perf_counter()
     pca, stripe_pca, skipped = fit_projections(
         extractor, files, dim=dim, shrinkage=shrinkage, on_progress=on_progress)

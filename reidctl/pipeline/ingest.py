@@ -24,6 +24,8 @@ from reidctl.pipeline.common import (
     hwc_batch,
 )
 from reidctl.store import MilvusStore
+from reidctl.store._rows import meta_row, row_problem, varchar_problem
+from reidctl.store.schema import load_spec
 from reidctl.types import ImageMeta
 
 MAX_EXAMPLES = 20  # skipped files listed by name in the report
@@ -62,10 +64,12 @@ class IngestReport:
         """Images run through the model."""
         return self.ingested + self.updated
 
-    def skip(self, path: Path, reason: str) -> None:
+    def skip(self, path: Path, reason: str, detail: str = "") -> None:
+        """Counts one unusable file under ``reason``; ``detail`` (the numbers, the system's
+        words) goes with it into the examples only, so the counts stay by kind."""
         self.skipped[reason] += 1
         if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append((str(path), reason))
+            self.examples.append((str(path), f"{reason}: {detail}" if detail else reason))
 
     def to_dict(self) -> dict:
         return {
@@ -87,22 +91,50 @@ class _Read:
     data: bytes
 
 
+def check_source(source: str | None) -> None:
+    """Refuses a source name the global collection cannot store (too many UTF-8 bytes,
+    or no UTF-8 form), so a run fails before it creates or writes anything.
+
+    Raises:
+        InputError: the name does not fit.
+    """
+    if source is None:
+        return
+    problem = varchar_problem(load_spec("global"), "source", source)
+    if problem:
+        raise InputError(f"source name {source!r:.80} cannot be stored: {problem}")
+
+
+def _meta(path: Path, source: str | None) -> ImageMeta:
+    """The metadata of one file, checked against the store's fields before the file is read
+    (person id and camera come from the name, so every string is checked, not only the path).
+
+    Raises:
+        SkipImage: a value the store cannot hold (``"path too long"``, ...).
+    """
+    meta = parse_name(path, source)
+    problem = row_problem(load_spec("global"), meta_row(meta))
+    if problem:
+        raise SkipImage(f"{problem.field} {problem.label}", problem.detail)
+    return meta
+
+
 def _read_chunk(
     paths: Sequence[Path], source: str | None, mtime: bool
-) -> tuple[list[_Read], list[tuple]]:
+) -> tuple[list[_Read], list[tuple[Path, SkipImage]]]:
     good: list[_Read] = []
-    bad: list[tuple[Path, str]] = []
+    bad: list[tuple[Path, SkipImage]] = []
     for p in paths:
         try:
+            meta = _meta(p, source)
             digest, data = read_bytes(p)
-            meta = parse_name(p, source)
             if mtime:
                 meta = replace(meta, captured_at=int(p.stat().st_mtime * 1000))
         except SkipImage as e:
-            bad.append((p, e.reason))
+            bad.append((p, e))
             continue
-        except OSError as e:
-            bad.append((p, f"unreadable ({e.strerror or e})"))
+        except OSError as e:  # gone or replaced right after it was read
+            bad.append((p, SkipImage("unreadable", e.strerror or str(e))))
             continue
         good.append(_Read(p, meta, digest, data))
     return good, bad
@@ -113,7 +145,7 @@ class _Prepared:
     """What the background job hands over for one chunk of files."""
 
     reads: list[_Read]
-    bad: list[tuple[Path, str]]
+    bad: list[tuple[Path, SkipImage]]
     stored: dict[str, dict]  # digest -> the store's record, for files already there
     rows: dict[str, int]  # digest -> its row of ``batch`` (files to compute)
     failed: dict[str, SkipImage]  # digest -> why it could not be decoded
@@ -122,7 +154,7 @@ class _Prepared:
 
 def _chunks(
     files: Sequence[Path], size: int, source: str | None, mtime: bool, pool: ThreadPoolExecutor,
-    prepare: Callable[[list[_Read], list[tuple[Path, str]]], _Prepared], ahead: int,
+    prepare: Callable[[list[_Read], list[tuple[Path, SkipImage]]], _Prepared], ahead: int,
 ) -> Iterator[_Prepared]:
     """Reads and hashes the next ``ahead`` chunks in the background while one is processed,
     and runs ``prepare`` on each (what the store holds of its files, their model input).
@@ -215,9 +247,11 @@ def ingest(
     Returns once a search would see every image written.
 
     Raises:
-        InputError: no file could be used at all.
+        InputError: ``source`` cannot be stored (checked before anything is written), or
+            no file could be used at all.
     """
     t0 = time.perf_counter()
+    check_source(source)
     report = IngestReport(files=len(files))
     report.created = ensure_collection(store, extractor)
     size = extractor.input_size
@@ -227,7 +261,7 @@ def ingest(
     def stale(r: _Read, stored: dict[str, dict]) -> bool:
         return force or not (r.digest in stored and _same(stored[r.digest], r.meta, fp))
 
-    def prepare(reads: list[_Read], bad: list[tuple[Path, str]]) -> _Prepared:
+    def prepare(reads: list[_Read], bad: list[tuple[Path, SkipImage]]) -> _Prepared:
         """In the background: the stored records of a chunk, and the model input of the
         files that need computing (overlaps the forward pass of the chunk before)."""
         # a pair this run created holds nothing it needs to look up (another worker writing
@@ -260,8 +294,8 @@ def ingest(
 
         for ch in _chunks(files, batch_size, source, time_from_mtime, io_pool, prepare,
                           PREFETCH_CHUNKS):
-            for p, reason in ch.bad:
-                report.skip(p, reason)
+            for p, e in ch.bad:
+                report.skip(p, e.reason, e.detail)
             fresh: list[_Read] = []
             for r in ch.reads:
                 if r.digest in seen:
@@ -274,7 +308,8 @@ def ingest(
             ok: list[_Read] = []
             for r in todo:
                 if r.digest in ch.failed:
-                    report.skip(r.path, ch.failed[r.digest].reason)
+                    e = ch.failed[r.digest]
+                    report.skip(r.path, e.reason, e.detail)
                 else:
                     ok.append(r)
             if ok:

@@ -7,10 +7,41 @@ ANN index, plus metadata) and ``<name>_local`` (``f_l``, read by id), defined by
 
 from __future__ import annotations
 
-from reidctl.store.milvus import MilvusStore
-from reidctl.store.pair import StoreInfo
+import logging
+import os
+import sys
 
-__all__ = ["MilvusStore", "StoreInfo", "connect"]
+GRPC_VERBOSITY = "GRPC_VERBOSITY"
+
+
+def quiet_grpc() -> bool:
+    """Silences gRPC's C core log for this process, unless debugging.
+
+    Milvus Lite runs a server that gRPC reaches in this process; its C core writes
+    lines such as ``Received a GOAWAY with error code ENHANCE_YOUR_CALM ...
+    "too_many_pings"`` straight to stderr during long searches (the client's keepalive
+    pings outpace the server's policy; the channel reconnects by itself). The core reads
+    ``GRPC_VERBOSITY`` once, when grpc is first imported, so this runs before that.
+    ``reidctl -v``, ``REIDCTL_DEBUG`` or a ``GRPC_VERBOSITY`` of the user's own leave
+    gRPC's default (errors shown).
+
+    Returns:
+        True when the log was silenced here.
+    """
+    debug = (os.environ.get("REIDCTL_DEBUG")
+             or logging.getLogger("reidctl").isEnabledFor(logging.DEBUG))
+    if debug or GRPC_VERBOSITY in os.environ or "grpc" in sys.modules:
+        return False
+    os.environ[GRPC_VERBOSITY] = "NONE"
+    return True
+
+
+quiet_grpc()
+
+from reidctl.store.milvus import MilvusStore  # noqa: E402 - after quiet_grpc
+from reidctl.store.pair import StoreInfo  # noqa: E402
+
+__all__ = ["MilvusStore", "StoreInfo", "connect", "quiet_grpc"]
 
 
 def connect(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,17 +27,19 @@ def check_ids(ids: Sequence[str], max_length: int) -> list[str]:
 
     Args:
         ids: primary keys (sha256 hex in practice).
-        max_length: the VARCHAR length of the key field.
+        max_length: the VARCHAR length of the key field, in UTF-8 bytes.
 
     Raises:
         ValueError: an id is not a non-empty string of at most ``max_length``
-            characters free of quotes, backslashes and control characters.
+            UTF-8 bytes free of quotes, backslashes and control characters.
     """
     out = list(ids)
     for pk in out:
-        if not isinstance(pk, str) or not _SAFE_ID.fullmatch(pk) or len(pk) > max_length:
+        size = utf8_size(pk) if isinstance(pk, str) else None
+        if size is None or size > max_length or not _SAFE_ID.fullmatch(pk):
             raise ValueError(
-                f"invalid id {pk!r}: need 1..{max_length} chars without quotes or backslashes"
+                f"invalid id {pk!r}: need 1..{max_length} UTF-8 bytes without quotes "
+                "or backslashes"
             )
     return out
 
@@ -85,14 +88,66 @@ def meta_row(meta: ImageMeta) -> dict[str, Any]:
     }
 
 
-def check_lengths(spec: CollectionSpec, row: dict[str, Any], index: int) -> None:
-    """Raise StoreError when a VARCHAR value is longer than its field allows."""
+def utf8_size(text: str) -> int | None:
+    """Bytes of ``text`` in UTF-8, the unit of a VARCHAR's ``max_length`` (a Milvus server
+    counts bytes; Milvus Lite does not check at all), or None when ``text`` has no UTF-8
+    form (lone surrogates: how Python spells file names whose bytes are not UTF-8)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """Why a value cannot be stored in a VARCHAR field.
+
+    Attributes:
+        field: the field's name.
+        label: ``"too long"`` or ``"not valid UTF-8"`` (with ``field``, a reason to count by).
+        detail: the numbers, e.g. ``"80 bytes in UTF-8 (40 characters), the global
+            collection allows 64 bytes"``.
+    """
+
+    field: str
+    label: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.label}: {self.detail}"
+
+
+def varchar_problem(spec: CollectionSpec, name: str, value: object) -> FieldProblem | None:
+    """Why ``value`` cannot be stored in the VARCHAR field ``name`` of ``spec``, or None."""
+    limit = spec.field(name).max_length or 0
+    if not isinstance(value, str):
+        return FieldProblem(name, "not text", f"a {type(value).__name__} value")
+    size = utf8_size(value)
+    if size is None:
+        return FieldProblem(name, "not valid UTF-8",
+                            f"{value!r:.80} holds characters that have no UTF-8 form")
+    if size > limit:
+        return FieldProblem(name, "too long", f"{size:,} bytes in UTF-8 ({len(value):,} "
+                            f"characters), the {spec.role} collection allows {limit:,} bytes")
+    return None
+
+
+def row_problem(spec: CollectionSpec, row: dict[str, Any]) -> FieldProblem | None:
+    """The first VARCHAR value of ``row`` that ``spec`` cannot store, or None."""
     for f in spec.fields:
-        if f.type == "VARCHAR" and f.name in row and len(row[f.name]) > (f.max_length or 0):
-            raise StoreError(
-                f"row {index}: {f.name} has {len(row[f.name])} characters, "
-                f"the {spec.role} collection allows {f.max_length}"
-            )
+        if f.type == "VARCHAR" and f.name in row:
+            problem = varchar_problem(spec, f.name, row[f.name])
+            if problem:
+                return problem
+    return None
+
+
+def check_lengths(spec: CollectionSpec, row: dict[str, Any], index: int) -> None:
+    """Raise StoreError when a VARCHAR value does not fit its field (UTF-8 bytes) or is
+    not valid UTF-8 text."""
+    problem = row_problem(spec, row)
+    if problem:
+        raise StoreError(f"row {index}: {problem}")
 
 
 def pick(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:

@@ -25,8 +25,16 @@ _TIMEOUT = re.compile(r"deadline.?exceeded|timed? ?out|timeout", re.IGNORECASE)
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` without credentials: ``http://u:p@host`` -> ``http://***@host``."""
-    return _USERINFO.sub("***@", uri)
+    """``uri`` without credentials: ``http://u:p@host`` -> ``http://***@host``, and
+    ``u:p@host:19530`` (no scheme) -> ``***@host:19530``; a file path is left as it is."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    host, slash, path = rest.partition("/")
+    userinfo, at, address = host.rpartition("@")
+    if at and (sep or ":" in userinfo):
+        host = "***@" + address
+    return scheme + sep + host + slash + path
 
 
 def secrets_of(token: str | None) -> tuple[str, ...]:
@@ -37,7 +45,7 @@ def secrets_of(token: str | None) -> tuple[str, ...]:
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     """One line of at most ~240 characters, with credentials and secrets masked."""
-    line = _SPACES.sub(" ", redact_uri(str(text))).strip()
+    line = _SPACES.sub(" ", _USERINFO.sub("***@", str(text))).strip()
     for secret in secrets:
         line = line.replace(secret, "***")
     if len(line) > _MAX_DETAIL:

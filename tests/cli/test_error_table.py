@@ -21,7 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
+from reidctl.store.schema import load_spec
 from tests.cli_helpers import interrupt_ingest
+from tests.data.test_input_limits import SYSTEM_PATH_MAX, make_file
 from tests.milvus_server import SERVER_CREDENTIALS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
@@ -164,6 +166,22 @@ def files(tmp_path_factory: pytest.TempPathFactory, val_images: list[Path]) -> d
     f["junk_model"] = root / "junk.pt"
     f["junk_model"].write_bytes(os.urandom(4096))
 
+    f["fifo"] = root / "fifo.jpg"  # a named pipe: opening it would block
+    os.mkfifo(f["fifo"])
+    f["sparse_1g"] = root / "sparse.jpg"  # 1 GiB with no block on disk
+    with f["sparse_1g"].open("wb") as fh:
+        fh.truncate(1 << 30)
+    (root / "long").mkdir()
+    path_limit = load_spec("global").field("path").max_length or 0
+    f["long_path"] = Path(make_file(root / "long", path_limit + 67, val_images[9].read_bytes()))
+    f["deep_path"] = Path(make_file(root / "long", SYSTEM_PATH_MAX + 200,
+                                    val_images[0].read_bytes()))
+    f["text_db"] = root / "text.db"  # a text file where a Lite database (a folder) belongs
+    f["text_db"].write_text("a text file, not a database\n", encoding="utf-8")
+    f["foreign_db"] = root / "photos.db"  # a folder of the user's that Milvus Lite did not make
+    f["foreign_db"].mkdir()
+    (f["foreign_db"] / "notes.txt").write_text("mine\n", encoding="utf-8")
+
     f["bad_toml"] = root / "bad.toml"
     f["bad_toml"].write_text('colection = "gallery"\n', encoding="utf-8")
     f["invalid_toml"] = root / "invalid.toml"
@@ -214,6 +232,29 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     state[key] = state[key] + 1.0
     out["altered_ckpt"] = root / "altered.pt"
     torch.save(payload, out["altered_ckpt"])
+
+    payload = torch.load(good, weights_only=True)  # NaN fine-stage weight (outside the fingerprint)
+    payload["fine_weight"] = float("nan")
+    out["nan_weight_ckpt"] = root / "nan_weight.pt"
+    torch.save(payload, out["nan_weight_ckpt"])
+
+    payload = torch.load(good, weights_only=True)  # NaN open-set threshold
+    payload["open_set"] = {"threshold": float("nan")}
+    out["nan_threshold_ckpt"] = root / "nan_threshold.pt"
+    torch.save(payload, out["nan_threshold_ckpt"])
+
+    payload = torch.load(good, weights_only=True)  # a graph weight of impossible shape
+    shapes = payload["arch"]["onnx_graph"]["initializers"]
+    shapes[next(name for name, shape in shapes.items() if len(shape) == 4)] = [-1, 3]
+    out["bad_shape_ckpt"] = root / "bad_shape.pt"
+    torch.save(payload, out["bad_shape_ckpt"])
+
+    nan_model = ConvNet(build_backbone("osnet_x0_25").module, bb.spec.channels, num_classes=0)
+    with torch.no_grad():  # as a diverged training leaves it; saved normally, fingerprint and all
+        next(nan_model.parameters()).view(-1)[0] = float("nan")
+    out["nan_weights_ckpt"] = root / "nan_weights.pt"
+    save_checkpoint(out["nan_weights_ckpt"], nan_model, bb.spec,
+                    PCA.fallback(bb.spec.channels, 128), [])
     return out
 
 
@@ -238,9 +279,12 @@ def _value(name: str, request: pytest.FixtureRequest, tmp: Path) -> str:
         return str(request.getfixturevalue("db"))
     if name == "val_dir":
         return str(request.getfixturevalue("val_dir"))
+    if name == "cuhk03_root":
+        return str(request.getfixturevalue("small_root"))
     if name == "server":
         return request.getfixturevalue("milvus_server").replace(f"{SERVER_CREDENTIALS}@", "")
-    if name in ("truncated_ckpt", "state_dict", "other_arch_ckpt", "altered_ckpt"):
+    if name in ("truncated_ckpt", "state_dict", "other_arch_ckpt", "altered_ckpt",
+                "nan_weight_ckpt", "nan_threshold_ckpt", "bad_shape_ckpt", "nan_weights_ckpt"):
         return str(request.getfixturevalue("checkpoints")[name])
     f = request.getfixturevalue("files")
     if name in f:

@@ -2,11 +2,11 @@
 
 With glibc's defaults a batch's activations (tens of MB each) are mapped fresh from the
 kernel on every allocation and unmapped on every free, and each thread's arena hands
-its freed memory back too: at batch 64 the forward pass takes over a thousand page
-faults and about 2 ms of kernel time per image. One arena that keeps
-what it frees, and blocks up to glibc's mapping ceiling served from it, make those
-faults disappear (``scripts/forward_speed.py`` measures both; the CLI applies this, so
-``reidctl bench`` measures the forward pass with it).
+its freed memory back too, so the forward pass spends its time in page faults and in
+the kernel. One arena that keeps what it frees, and blocks up to glibc's mapping
+ceiling served from it, make those faults disappear (``scripts/forward_speed.py``
+measures both; its figures are in docs/benchmarks.md, "The forward pass"; the CLI
+applies this, so ``reidctl bench`` measures the forward pass with it).
 Blocks above the ceiling (a large gallery matrix, a batch's 32 MB+ activations) are
 still mapped and returned, which is why the CPU batch is kept under it
 (:data:`reidctl.config.DEFAULT_BATCH`).

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from reidctl.errors import InputError
+from reidctl.errors import InputError, ModelError
+
+if TYPE_CHECKING:  # torch is imported only where a device is resolved
+    import torch
 
 DEFAULT_URI = "./reidctl.db"
 # Images per forward batch. On a CPU, 32 keeps each activation of a 256x128 input (~16 MB)
@@ -16,6 +20,41 @@ DEFAULT_URI = "./reidctl.db"
 DEFAULT_BATCH = 32
 # What pymilvus connects to; anything else is refused before a connection is tried.
 SERVER_SCHEMES = ("http", "https", "tcp")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """The torch device to compute on; ``auto`` picks CUDA when a GPU is present, else the CPU.
+
+    Args:
+        requested: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    Raises:
+        InputError: any other text.
+        ModelError: CUDA requested but absent.
+    """
+    import torch
+
+    if isinstance(requested, torch.device):
+        dev = requested
+    elif requested == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif _DEVICE.fullmatch(str(requested)):
+        dev = torch.device(requested)
+    else:
+        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), got {requested!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {requested!s} requested but CUDA is not available")
+    return dev
+
+
+def is_lite_uri(uri: str) -> bool:
+    """True for an embedded Milvus Lite file (not a server URL or a ``unix:`` socket).
+
+    The one test of "Lite or server" for a URI: everything that chooses between the two
+    asks here, so that they cannot disagree on a URI.
+    """
+    return "://" not in uri and not uri.startswith("unix:")
 
 
 @dataclass(frozen=True)
@@ -49,8 +88,8 @@ class Connection:
 
     @property
     def is_lite(self) -> bool:
-        """True for an embedded Milvus Lite file (not a server URL or a ``unix:`` socket)."""
-        return "://" not in self.uri and not self.uri.startswith("unix:")
+        """True for an embedded Milvus Lite file (see :func:`is_lite_uri`)."""
+        return is_lite_uri(self.uri)
 
     @property
     def secure(self) -> bool:

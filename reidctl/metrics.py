@@ -53,20 +53,25 @@ def relevance(
     return good, junk
 
 
-def score_ranking(ranked: np.ndarray, good: np.ndarray, junk: np.ndarray) -> QueryScore:
-    """Scores one ranked list.
+def score_positions(positions: np.ndarray | list[int], n_good: int) -> QueryScore:
+    """A query's scores from the positions of its relevant images: the one AP definition.
+
+    Ties: positions may come from counting the images strictly closer than each relevant
+    one (a streamed scan), where relevant images at equal distance share a count; they
+    then take consecutive places, so a tie never costs a relevant image. Positions read
+    off a ranking are distinct already and stay as they are.
 
     Args:
-        ranked: (R,) gallery indices, best first; R may be less than N.
-        good: (N,) bool, relevant gallery images.
-        junk: (N,) bool, images to skip wherever they are ranked.
+        positions: 0-based positions, in the ranking with junk removed, of the relevant
+            images that were ranked (relevant images missing from it count as misses).
+        n_good: relevant images in the whole gallery.
 
     Returns:
         The query's scores; with no relevant image, AP is nan.
     """
-    n_good = int(good.sum())
-    kept = ranked[~junk[ranked]]  # (R',) ranking without junk
-    hits = np.flatnonzero(good[kept])  # (h,) 0-based positions of relevant images
+    hits = np.sort(np.asarray(positions, dtype=np.int64))  # (h,)
+    if hits.size > 1:  # shared counts become consecutive places
+        hits = np.maximum.accumulate(hits - np.arange(hits.size)) + np.arange(hits.size)
     if n_good == 0:
         return QueryScore(float("nan"), float("nan"), -1, 0)
     if hits.size == 0:
@@ -77,6 +82,35 @@ def score_ranking(ranked: np.ndarray, good: np.ndarray, junk: np.ndarray) -> Que
     old_precision = np.where(hits == 0, 1.0, (i - 1) / np.maximum(hits, 1))
     ap_trapz = float(((old_precision + precision) / 2).sum() / n_good)
     return QueryScore(ap, ap_trapz, int(hits[0]), n_good)
+
+
+def relevant_positions(ranked: np.ndarray, good: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """0-based positions of the relevant images in ``ranked`` once junk is removed.
+
+    Args:
+        ranked: (R,) gallery indices, best first; R may be less than N.
+        good: (N,) bool, relevant gallery images.
+        junk: (N,) bool, images to skip wherever they are ranked.
+
+    Returns:
+        (h,) positions, increasing.
+    """
+    kept = ranked[~junk[ranked]]  # (R',) ranking without junk
+    return np.flatnonzero(good[kept])
+
+
+def score_ranking(ranked: np.ndarray, good: np.ndarray, junk: np.ndarray) -> QueryScore:
+    """Scores one ranked list (:func:`relevant_positions`, then :func:`score_positions`).
+
+    Args:
+        ranked: (R,) gallery indices, best first; R may be less than N.
+        good: (N,) bool, relevant gallery images.
+        junk: (N,) bool, images to skip wherever they are ranked.
+
+    Returns:
+        The query's scores; with no relevant image, AP is nan.
+    """
+    return score_positions(relevant_positions(ranked, good, junk), int(good.sum()))
 
 
 def summarize(scores: list[QueryScore], ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -97,6 +131,25 @@ def summarize(scores: list[QueryScore], ks: tuple[int, ...] = (1, 5, 10)) -> dic
         out[f"rank{k}"] = 100.0 * float(np.mean((first >= 0) & (first < k)))
     out["num_valid_queries"] = len(valid)
     return out
+
+
+def rank_matrix(rankings: list[np.ndarray], n: int) -> np.ndarray:
+    """Each gallery image's position in each query's ranking, for :func:`single_shot_cmc`.
+
+    Args:
+        rankings: per query (R,) gallery indices best first; indices >= ``n`` (images
+            outside the labelled gallery) are left out.
+        n: labelled gallery size.
+
+    Returns:
+        (Q, n) float64 positions; images a ranking does not hold are at position ``n``.
+    """
+    ranks = np.full((len(rankings), n), n, np.int64)
+    for qi, ranked in enumerate(rankings):
+        at = np.arange(len(ranked))  # (R,)
+        inside = ranked < n
+        ranks[qi, ranked[inside]] = at[inside]
+    return ranks.astype(np.float64)
 
 
 def single_shot_cmc(

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
 
-from reidctl.errors import InputError
-
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when a GPU is present, else the CPU.
-
-    Raises:
-        InputError: anything but ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-    """
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not _DEVICE.fullmatch(str(requested)):
-        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), got {requested!r}")
-    return torch.device(requested)
+# the commands choose their compute device through this name
+from reidctl.config import resolve_device as pick_device  # noqa: F401
 
 
 def squared_euclidean(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Pictures for users: ranked-list grids and Conv-Net confidence maps (the paper's Fig. 4).
+"""Pictures for users: ranked-list grids and Conv-Net confidence maps (the paper's Fig. 4);
+the benchmark plot is in :mod:`reidctl.viz_bench`.
 
 Pure rendering with Pillow and numpy; torch is imported only inside
 :func:`confidence_map`. A leaf module: it imports nothing from reidctl but
-``types``, ``errors`` and ``data.images``, and never touches the store.
+``types``, ``errors`` and ``data``, and never touches the store.
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def confidence_map(
         extractor: a :class:`reidctl.model.FeatureExtractor` whose ConvNet keeps its
             classifier block (a checkpoint written by ``reidctl train``).
         image_path: the image.
-        classes: the checkpoint's identity names (``LoadedModel.classes``); without
+        classes: the checkpoint's identity names (``ModelRecord.classes``); without
             them the class is named by its index.
 
     Returns:
@@ -290,6 +291,8 @@ def confidence_map(
     import torch
     import torch.nn.functional as F
 
+    from reidctl.data.batches import to_batch  # imports torch
+
     model = extractor.model
     if getattr(model, "classifier", None) is None or not model.num_classes:
         raise ModelError(f"model {extractor.name} ({extractor.fingerprint}) has no classifier "
@@ -299,12 +302,8 @@ def confidence_map(
                          "classes")
     pixels = _model_pixels(image_path, extractor.input_size)  # (3, H, W) uint8
     h, w = extractor.input_size
-    device = extractor.device
-    mean = torch.tensor(extractor.mean, device=device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
-    std = torch.tensor(extractor.std, device=device).view(1, 3, 1, 1)
-    x = torch.from_numpy(pixels)[None].to(device, torch.float32).div_(255.0)  # (1, 3, H, W)
     with torch.inference_mode():
-        out = model((x - mean) / std)
+        out = extractor.forward(to_batch([pixels]))  # the model's input path, as for descriptors
         probs = out.logits.float().softmax(dim=1)[0]  # (C,)
         best = int(probs.argmax())
         maps = out.confidence_maps[:, best:best + 1].float()  # (1, 1, h, w)

@@ -37,9 +37,8 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reidctl.data.batches import decoded_batches
 from reidctl.data.datasets import Protocol, load_protocol
 from reidctl.data.images import content_id
-from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cmc, summarize
 from reidctl.model import PCA, FeatureExtractor, describe, load_model
-from reidctl.pipeline.common import decoded_batches
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE
+from reidctl.pipeline.protocol import GroundTruth, Ranker, run_protocol
+from reidctl.pipeline.rankers import ExactC2F, ExactCoarse, ExactLinear
 from reidctl.pipeline.train_data import labeled_files
-from reidctl.rerank import full_distances, rerank, squared_euclidean
+from reidctl.timing import Stopwatch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("REIDCTL_CUHK03",
@@ -66,7 +66,7 @@ C2F_MS = (50, 100, 500)
 ABLATION_M = 100
 PCA_DIMS = (64, 128, 256)
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
-SINGLE_SHOT_DRAWS = 20
+SINGLE_SHOT_DRAWS = 20  # single_shot_cmc's default, which run_protocol uses
 
 
 # ----------------------------------------------------------------------------- features
@@ -104,7 +104,7 @@ def _forward(
         if not kept:
             continue
         # Same input path as FeatureExtractor.extract / pooled (ImageNet-normalised, NHWC on CPU).
-        fm = ex.model.features(ex._input(batch))  # (B, K, H, W)
+        fm = ex.feature_maps(batch)  # (B, K, H, W)
         out["gap"].append(fm.mean(dim=(2, 3)).float().cpu().numpy())  # (B, K)
         out["fmap_h"].append(np.array([fm.shape[2]]))
         for s in STRIPE_COUNTS:
@@ -137,11 +137,11 @@ def load_features(
     key = _fingerprint(ex, train, val)
     path = cache_dir / f"{key}.npz"
     info: dict[str, Any] = {"cache": str(path), "cache_hit": path.is_file()}
-    t0 = time.perf_counter()
+    clock = Stopwatch.started()
     if path.is_file():
         with np.load(path) as z:
             arrays = {k: z[k] for k in z.files}
-        info["feature_seconds"] = round(time.perf_counter() - t0, 2)
+        info["feature_seconds"] = round(clock.elapsed(), 2)
         info["train_skipped"] = int(arrays.pop("train_skipped_count"))
         return arrays, info
     tr, tr_skipped = _forward(ex, train, batch_size, with_descriptors=False)
@@ -153,7 +153,7 @@ def load_features(
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, train_skipped_count=np.array(len(tr_skipped)), **arrays)
     tmp.replace(path)
-    info["feature_seconds"] = round(time.perf_counter() - t0, 2)
+    info["feature_seconds"] = round(clock.elapsed(), 2)
     info["train_skipped"] = len(tr_skipped)
     return arrays, info
 
@@ -198,32 +198,19 @@ def in_store_order(protocol: Protocol) -> Protocol:
     return replace(protocol, gallery=gallery)
 
 
-@dataclass(frozen=True)
-class Eval:
-    """The protocol's labels and the gallery/query split of the val arrays."""
-
-    n_queries: int
-    q_pids: np.ndarray  # (Q,) str
-    g_pids: np.ndarray  # (N,) str
-    good: list[np.ndarray]  # per query (N,) bool
-    junk: list[np.ndarray]  # per query (N,) bool
+def make_truth(protocol: Protocol) -> GroundTruth:
+    """Relevance of each query, as ``reidctl eval`` computes it."""
+    return GroundTruth.from_labels(
+        [q.person_id for q in protocol.queries], [q.camera for q in protocol.queries],
+        np.array([g.person_id for g in protocol.gallery]),
+        np.array([g.camera for g in protocol.gallery]), protocol.junk_person_ids)
 
 
-def make_eval(protocol: Protocol) -> Eval:
-    """Relevance masks of each query, as ``reidctl eval`` computes them."""
-    g_pids = np.array([g.person_id for g in protocol.gallery])
-    g_cams = np.array([g.camera for g in protocol.gallery])
-    masks = [relevance(q.person_id, q.camera, g_pids, g_cams, protocol.junk_person_ids)
-             for q in protocol.queries]
-    return Eval(len(protocol.queries), np.array([q.person_id for q in protocol.queries]), g_pids,
-                [m[0] for m in masks], [m[1] for m in masks])
-
-
-def rankings(
-    ev: Eval, f_g: np.ndarray, f_l: np.ndarray, method: str, *, m: int = 0, w: float = 0.5,
-    tail: str = "drop",
-) -> list[np.ndarray]:
-    """Per-query gallery rankings (indices, best first) for one method.
+def ranker(
+    truth: GroundTruth, f_g: np.ndarray, f_l: np.ndarray, method: str, *, m: int = 0,
+    w: float = 0.5, tail: str = "drop",
+) -> Ranker:
+    """The exact in-process ranker of one method over the val descriptors.
 
     Args:
         f_g, f_l: (Q + N, D) val descriptors, queries first.
@@ -232,44 +219,21 @@ def rankings(
         tail: for c2f, "drop" (the ranking is the M candidates, as search returns) or
             "coarse" (the rest of the gallery follows in coarse order).
     """
-    q = ev.n_queries
+    q = truth.num_queries
     qg, ql, gg, gl = f_g[:q], f_l[:q], f_g[q:], f_l[q:]
-    gg_t, gl_t = torch.from_numpy(gg), torch.from_numpy(gl)
-    out = []
-    for i in range(q):
-        if method == "linear":
-            d = full_distances(qg[i], ql[i], gg_t, gl_t, w)  # (N,)
-            out.append(torch.argsort(d, stable=True).numpy())
-            continue
-        d2 = squared_euclidean(torch.from_numpy(qg[i][None]), gg_t)[0]  # (N,)
-        order = torch.argsort(d2, stable=True).numpy()
-        if method == "coarse":
-            out.append(order)
-            continue
-        cand = order[:m]
-        coarse = d2[cand].sqrt().numpy()  # Euclidean, as the index returns it
-        fine, _ = rerank(ql[i], gl[cand], coarse_distances=coarse, local_weight=w)
-        ranked = cand[fine]
-        if tail == "coarse":
-            ranked = np.concatenate([ranked, order[m:]])
-        out.append(ranked)
-    return out
+    if method == "linear":
+        return ExactLinear(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl), w)
+    if method == "coarse":
+        return ExactCoarse(qg, torch.from_numpy(gg))
+    return ExactC2F(qg, ql, torch.from_numpy(gg), gl, m, w, tail)
 
 
-def score(ev: Eval, ranked: list[np.ndarray], single_shot: bool = False) -> dict[str, float]:
+def score(truth: GroundTruth, method: Ranker, single_shot: bool = False) -> dict[str, float]:
     """mAP, rank-1, rank-5 (and single-shot CMC rank-1) in percent, as ``reidctl eval``."""
-    scores: list[QueryScore] = [score_ranking(r, g, j)
-                                for r, g, j in zip(ranked, ev.good, ev.junk, strict=True)]
-    s = summarize(scores)
-    out = {"mAP": s["mAP"], "rank1": s["rank1"], "rank5": s["rank5"]}
-    if single_shot:
-        n = len(ev.g_pids)
-        ranks = np.full((ev.n_queries, n), n, np.int64)  # unranked: position n (as evaluate)
-        for qi, r in enumerate(ranked):
-            ranks[qi, r] = np.arange(len(r))
-        ss = single_shot_cmc(ranks.astype(np.float64), ev.q_pids, ev.g_pids,
-                             draws=SINGLE_SHOT_DRAWS)
-        out["single_shot_rank1"] = ss["rank1"]
+    r = run_protocol(truth, [method], single_shot=single_shot)[method.name]
+    out = {"mAP": r.mAP, "rank1": r.rank1, "rank5": r.rank5}
+    if single_shot and r.single_shot:
+        out["single_shot_rank1"] = r.single_shot["rank1"]
     return out
 
 
@@ -286,7 +250,7 @@ def _pooling(height: int, stripes: int) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Computes every ablation row; returns the JSON report."""
-    t_start = time.perf_counter()
+    total = Stopwatch.started()
     torch.set_num_threads(args.threads)
     ex = load_model(args.model, args.device)
     if not ex.stripe_pca or ex.pca_kind != "pca":
@@ -295,13 +259,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train = labeled_files(args.root / "train").files  # the files train/fit-pca fit on
     cache_dir = args.cache or Path("/tmp/ablation_cache")
     arr, info = load_features(ex, train, protocol, cache_dir, args.batch_size)
-    ev = make_eval(protocol)
+    ev = make_truth(protocol)
     k = ex.spec.channels
     w0 = ex.fine_weight
     shrink = ex.pca.shrinkage if ex.pca.whiten else DEFAULT_SHRINKAGE
     fit_dim = ex.pca.out_dim
     fmap_h = int(arr["val_fmap_h"][0])  # rows of the last feature map
-    t_rows = time.perf_counter()
+    rows_clock = Stopwatch.started()
 
     # Model descriptors as ingest stores them, and the same recomputed from the cached pools.
     f_g, f_l = arr["val_f_g"], arr["val_f_l"]
@@ -318,14 +282,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      **{k_: round(v, 2) for k_, v in metrics.items()}, **extra})
 
     # 1. methods, the checkpoint's own projections.
-    add("method", "model", "coarse (exact f_g)", score(ev, rankings(ev, f_g, f_l, "coarse"), True))
+    add("method", "model", "coarse (exact f_g)", score(ev, ranker(ev, f_g, f_l, "coarse"), True))
     for m in C2F_MS:
-        m_eff = min(m, len(ev.g_pids))
+        m_eff = min(m, ev.n)
         add("method", "model", f"C2F M={m}",
-            score(ev, rankings(ev, f_g, f_l, "c2f", m=m_eff, w=w0, tail=args.tail), True),
+            score(ev, ranker(ev, f_g, f_l, "c2f", m=m_eff, w=w0, tail=args.tail), True),
             M=m_eff)
     add("method", "model", "linear (full descriptor)",
-        score(ev, rankings(ev, f_g, f_l, "linear", w=w0), True))
+        score(ev, ranker(ev, f_g, f_l, "linear", w=w0), True))
 
     # 2. f_g PCA dimension, refitted on train GAP.
     for dim in PCA_DIMS:
@@ -337,9 +301,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "not_applicable": f"PCA.fit raises ValueError: {e}"})
             continue
         fg = global_descriptor(arr["val_gap"], pca)
-        add("pca_dim", str(dim), "coarse", score(ev, rankings(ev, fg, f_l, "coarse")))
+        add("pca_dim", str(dim), "coarse", score(ev, ranker(ev, fg, f_l, "coarse")))
         add("pca_dim", str(dim), f"C2F M={ABLATION_M}",
-            score(ev, rankings(ev, fg, f_l, "c2f", m=ABLATION_M, w=w0, tail=args.tail)))
+            score(ev, ranker(ev, fg, f_l, "c2f", m=ABLATION_M, w=w0, tail=args.tail)))
         if dim == fit_dim:
             checks[f"pca_dim_{dim}_refit_vs_model_f_g_max_abs_diff"] = float(np.abs(fg - f_g).max())
 
@@ -350,24 +314,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fl = local_descriptor(arr[f"val_s{s}"], spca)
         pooling = _pooling(fmap_h, s)
         add("stripes", str(s), f"C2F M={ABLATION_M}",
-            score(ev, rankings(ev, f_g, fl, "c2f", m=ABLATION_M, w=w0, tail=args.tail)),
+            score(ev, ranker(ev, f_g, fl, "c2f", m=ABLATION_M, w=w0, tail=args.tail)),
             pooling=pooling)
-        add("stripes", str(s), "linear", score(ev, rankings(ev, f_g, fl, "linear", w=w0)),
+        add("stripes", str(s), "linear", score(ev, ranker(ev, f_g, fl, "linear", w=w0)),
             pooling=pooling)
         if s == ex.stripes:
             checks[f"stripes_{s}_refit_vs_model_f_l_max_abs_diff"] = float(np.abs(fl - f_l).max())
 
     # 4. fine weight (diagnostic), the checkpoint's projections.
     for w in WEIGHTS:
-        add("fine_weight", f"{w:g}", "linear", score(ev, rankings(ev, f_g, f_l, "linear", w=w)))
+        add("fine_weight", f"{w:g}", "linear", score(ev, ranker(ev, f_g, f_l, "linear", w=w)))
         add("fine_weight", f"{w:g}", f"C2F M={ABLATION_M}",
-            score(ev, rankings(ev, f_g, f_l, "c2f", m=ABLATION_M, w=w, tail=args.tail)))
+            score(ev, ranker(ev, f_g, f_l, "c2f", m=ABLATION_M, w=w, tail=args.tail)))
 
     return {
         "model": ex.describe(),
         "protocol": protocol.description,
-        "num_queries": ev.n_queries,
-        "gallery_size": len(ev.g_pids),
+        "num_queries": ev.num_queries,
+        "gallery_size": ev.n,
         "train_images": len(train) - info["train_skipped"],
         "feature_map_height": fmap_h,
         "shrinkage": shrink,
@@ -387,8 +351,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "checks": checks,
         "cache": info,
         "seconds": {"features": info["feature_seconds"],
-                    "rows": round(time.perf_counter() - t_rows, 2),
-                    "total": round(time.perf_counter() - t_start, 2)},
+                    "rows": round(rows_clock.elapsed(), 2),
+                    "total": round(total.elapsed(), 2)},
         "rows": rows,
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reidctl.config import is_lite_uri
 from reidctl.data.datasets import cuhk03
 from reidctl.model import load_model
 from reidctl.pipeline.common import extract_files
@@ -39,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(2)
     ex = load_model(args.model)
     files = sorted((DATA / "train").glob("*.jpg"))
-    if "://" not in args.uri:
+    if is_lite_uri(args.uri):
         Path(args.uri).parent.mkdir(parents=True, exist_ok=True)
     store = MilvusStore(args.uri, "filter_recall")
     rep = ingest(files, store, ex)

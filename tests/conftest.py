@@ -16,6 +16,20 @@ SHARED = Path(os.environ.get("REIDCTL_SHARED", REPO.parent / "shared"))
 CUHK03 = Path(os.environ.get("REIDCTL_CUHK03", SHARED / "datasets" / "cuhk03-labeled-pair1"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``server`` every test that needs the Milvus server, so that new tests are
+    marked too: those using the ``milvus_server`` fixture, and those parametrized with
+    the value ``"server"`` (the ``milvus_uri`` fixture's server side, and the tests and
+    fixtures that take ``"lite"``/``"server"`` the same way and fetch the server
+    fixture only for the latter)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if "milvus_server" in getattr(item, "fixturenames", ()) or any(
+                isinstance(v, str) and v == "server" for v in params):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session")
 def cuhk03_root() -> Path:
     if not (CUHK03 / "val").is_dir():

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from reidctl.metrics import relevance, score_ranking, single_shot_cmc, summarize
+from reidctl.metrics import (
+    rank_matrix,
+    relevance,
+    score_positions,
+    score_ranking,
+    single_shot_cmc,
+    summarize,
+)
 
 
 def _mask(n: int, idx: list[int]) -> np.ndarray:
@@ -104,3 +111,35 @@ def test_single_shot_cmc_perfect_and_reversed() -> None:
     assert single_shot_cmc(d, qp, gp)["rank1"] == 100.0
     r = single_shot_cmc(1.0 - d, qp, gp, ks=(1, 3))
     assert r["rank1"] == 0.0 and r["rank3"] == 100.0
+
+
+def test_ap_from_positions_equals_score_ranking() -> None:
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        n = int(rng.integers(1, 40))
+        pids = rng.integers(0, 4, n).astype(str)
+        cams = rng.integers(0, 2, n).astype(str)
+        good, junk = relevance("1", "0", pids, cams, frozenset({"3"} if case % 2 else set()))
+        ranked = rng.permutation(n)[: int(rng.integers(0, n + 1))]  # maybe cut off
+        kept = ranked[~junk[ranked]]
+        positions = np.flatnonzero(good[kept])
+        want = score_ranking(ranked, good, junk)
+        got = score_positions(rng.permutation(positions), int(good.sum()))
+        assert got.first_hit == want.first_hit and got.n_good == want.n_good
+        np.testing.assert_allclose([got.ap, got.ap_trapz], [want.ap, want.ap_trapz],
+                                   equal_nan=True)
+    # two relevant images at the same distance take consecutive places
+    assert score_positions([0, 0], 2).ap == 1.0
+
+
+def test_ties_counted_by_a_scan_take_consecutive_places() -> None:
+    # a scan counts the images strictly closer: two relevant images tied behind one
+    # negative both count 1; a third behind those three counts 3
+    s = score_positions([1, 1, 3], 3)
+    # places 1, 2, 3 (0-based): precisions 1/2, 2/3, 3/4
+    assert s.ap == pytest.approx((1 / 2 + 2 / 3 + 3 / 4) / 3) and s.first_hit == 1
+
+
+def test_rank_matrix_marks_unranked_and_outside_rows() -> None:
+    ranks = rank_matrix([np.array([2, 0]), np.array([3, 1, 0, 2]), np.array([5, 1])], n=4)
+    assert ranks.tolist() == [[1, 4, 0, 4], [2, 1, 3, 0], [4, 1, 4, 4]]

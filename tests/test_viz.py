@@ -148,7 +148,14 @@ def test_viz_imports_neither_torch_nor_pymilvus() -> None:
 def checkpoint(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint with a classifier block of 8 CUHK03 train identities, in seconds: the real
     OSNet backbone plus a block imprinted from the class means, as ``reidctl train`` starts it."""
-    from reidctl.model import PCA, ConvNet, FeatureExtractor, build_backbone, save_checkpoint
+    from reidctl.model import (
+        PCA,
+        ConvNet,
+        FeatureExtractor,
+        ModelRecord,
+        build_backbone,
+        save_checkpoint,
+    )
     from reidctl.model.backbones import default_osnet_weights
     from reidctl.pipeline.train import _pooled_features
     from reidctl.pipeline.train_data import labeled_files
@@ -160,10 +167,11 @@ def checkpoint(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     bb = build_backbone("osnet_x0_25")
     model = ConvNet(bb.module, bb.spec.channels, len(files.classes))
     pca = PCA.fallback(bb.spec.channels, 128)
-    extractor = FeatureExtractor(model, bb.spec, pca, 4, bb.source, "cpu")
+    record = ModelRecord(model, bb.spec, pca, files.classes)
+    extractor = FeatureExtractor(record, "cpu", bb.source)
     imprint_classifier(model, *_pooled_features(extractor, files, None), label_smoothing=0.1)
     out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(out, model, bb.spec, pca, files.classes)
+    save_checkpoint(out, record)
     return out
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from reidctl.cli import render
 from reidctl.cli.common import (
     DeviceOpt,
     JsonOpt,
@@ -19,10 +20,13 @@ from reidctl.cli.common import (
     errors_to_exit,
     load_extractor,
     open_store,
-    out,
     print_json,
     progress,
 )
+from reidctl.config import is_lite_uri
+
+if TYPE_CHECKING:  # reidctl --help must not import the pipeline (and torch)
+    from reidctl.pipeline.reports import BenchReport
 
 DEFAULT_LITE_URI = "runs/bench.db"  # not ./reidctl.db: 520K rows do not belong in a gallery file
 DEFAULT_SERVER_URI = "http://127.0.0.1:19530"
@@ -52,7 +56,7 @@ def resolve_uri(backend: Backend | None, uri: str | None) -> tuple[Backend, str]
         if backend is Backend.lite:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         return backend, uri
-    implied = Backend.lite if "://" not in uri else Backend.server
+    implied = Backend.lite if is_lite_uri(uri) else Backend.server
     if backend is not None and backend is not implied:
         raise InputError(f"--backend {backend.value} does not fit --uri {uri!r} "
                          f"(that is a {implied.value} URI)")
@@ -127,10 +131,9 @@ def bench(
                             extractor.fingerprint, n=top, seed=seed, chunk_size=chunk_size,
                             on_progress=start(f"distractors to N={top}", top))
             if json_out:
-                print_json(r)
+                print_json(r.to_dict())
             else:
-                out.print(f"cache {r['cache']}: {r['chunks']} chunks for N = {r['n']:,} "
-                          f"({r['chunks_computed']} computed now in {r['seconds']} s)")
+                render.prepare_summary(r)
             return
         with progress(not quiet) as start:
             report = run_bench(
@@ -140,139 +143,22 @@ def bench(
                 sizes=n or DEFAULT_SIZES, m=m, seed=seed, chunk_size=chunk_size,
                 max_queries=queries, ingest_sample=ingest_sample, on_stage=start)
         if plot is not None:
-            report["plot"] = str(draw_plot(report, plot))
+            report = replace(report, plot=str(draw_plot(report, plot)))
         if json_out:
-            print_json(report)
+            print_json(report.to_dict())
         else:
-            render_bench(report)
+            render.bench_tables(report)
 
 
-def render_bench(r: dict) -> None:
-    """Prints the results as tables, like the paper's Table 6 per gallery size."""
-    from rich.table import Table
-    from rich.text import Text
+def draw_plot(r: BenchReport, path: Path) -> Path:
+    """Latency p50 and mAP of each method against gallery size, into ``path``."""
+    from reidctl.viz_bench import render_bench_plot
 
-    out.print(Text.assemble(
-        (r["protocol"], "bold"), f" + N distractors ({r['distractors']['recipe']}, seed "
-        f"{r['distractors']['seed']}); model {r['model']}, M = {r['M']}, fine distance "
-        f"{r['fine_distance']}; collections {r['collections']} at {r['uri']}"))
-    table = Table(title_justify="left")
-    for c in ("N", "gallery", "method", "mAP", "rank-1", "ms p50", "ms p95"):
-        table.add_column(c, justify="left" if c == "method" else "right")
-    for run in r["runs"]:
-        for name, s in run["methods"].items():
-            table.add_row(f"{run['n_distractors']:,}", f"{run['gallery_size']:,}", name,
-                          f"{s['mAP']:.2f}", f"{s['rank1']:.2f}", f"{s['ms_p50']:.1f}",
-                          f"{s['ms_p95']:.1f}")
-        table.add_row("", "", "c2f in numpy", f"{run['inprocess_c2f_mAP']:.2f}", "",
-                      f"{run['inprocess_c2f_ms_p50']:.1f}", f"{run['inprocess_c2f_ms_p95']:.1f}",
-                      end_section=True)
-    out.print(table)
-    stages = Table(title="C2F stages (p50 ms per query), throughput, memory", title_justify="left")
-    for c in ("N", "extract", "coarse", "fetch f_l", "re-rank", "queries/s (batched)",
-              "peak RSS MiB", "inserted"):
-        stages.add_column(c, justify="right")
-    for run in r["runs"]:
-        st = run["stages_ms_p50"]
-        stages.add_row(f"{run['n_distractors']:,}", *(f"{st[k]:.1f}" for k in
-                       ("extract", "coarse", "fetch", "rerank")),
-                       f"{run['queries_per_s']:.1f}", f"{run['peak_rss_mb']:.0f}",
-                       f"{run['inserted']:,}")
-    out.print(stages)
-    ing = r["ingest"]
-    if ing.get("images_per_s"):
-        out.print(f"ingest: {ing['images_per_s']:.1f} images/s through reidctl ingest, "
-                  f"{ing['forward_images_per_s']:.1f} images/s for the forward pass alone "
-                  f"({ing['images_per_s'] / ing['forward_images_per_s']:.0%}; forward one batch "
-                  f"at a time {max(ing['forward_one_batch_images_per_s_rounds']):.1f}, in "
-                  f"{ing['forward_streams']} streams "
-                  f"{max(ing['forward_streams_images_per_s_rounds']):.1f}; best of "
-                  f"{ing['rounds']} rounds, {ing['images']} train images, batches of "
-                  f"{ing['batch_size']})")
-    c = r["cache"]
-    out.print(f"cache {c['dir']}: {len(c['chunks_computed'])} chunk(s) of {c['chunk_size']} "
-              f"computed now; f_l stored as {c['f_l_dtype']} (max abs error "
-              f"{c['f_l_max_abs_err']:.1e})")
-    if "plot" in r:
-        out.print(f"plot: {r['plot']}")
-
-
-_COLOURS = {"coarse": (90, 90, 90), "c2f": (31, 119, 180), "linear": (214, 39, 40),
-            "c2f in numpy": (44, 160, 44)}
-
-
-def _log_range(values: list[float]) -> tuple[float, float]:
-    lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
-    return (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
-
-
-def draw_plot(r: dict, path: Path) -> Path:
-    """Two panels against gallery size (log x): latency p50 (log y) and mAP. Pillow only."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    runs = r["runs"]
-    xs = [run["gallery_size"] for run in runs]
-    lat = {k: [run["methods"][k]["ms_p50"] for run in runs] for k in ("coarse", "c2f", "linear")}
-    lat["c2f in numpy"] = [run["inprocess_c2f_ms_p50"] for run in runs]
-    acc = {k: [run["methods"][k]["mAP"] for run in runs] for k in ("coarse", "c2f", "linear")}
-    pw, ph, ml, mt, mr, mb = 480, 360, 64, 48, 16, 48  # panel size and margins
-    img = Image.new("RGB", (2 * pw, ph), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    x_lo, x_hi = _log_range(xs)
-    all_ms = [max(v, 1e-3) for vs in lat.values() for v in vs]
-    ms_lo, ms_hi = _log_range(all_ms)
-    all_map = [v for vs in acc.values() for v in vs]
-    map_lo = max(0.0, 10 * math.floor(min(all_map) / 10 - 0.5))
-    map_hi = min(100.0, 10 * math.ceil(max(all_map) / 10 + 0.5))
-
-    def panel(ox: int, title: str, series: dict, y_lo: float, y_hi: float, log_y: bool,
-              y_ticks: list[tuple[float, str]]) -> None:
-        def at(x: float, y: float) -> tuple[float, float]:
-            fx = (math.log10(x) - x_lo) / (x_hi - x_lo)
-            fy = ((math.log10(max(y, 1e-3)) if log_y else y) - y_lo) / (y_hi - y_lo)
-            return ox + ml + fx * (pw - ml - mr), mt + (1 - fy) * (ph - mt - mb)
-
-        x0, y0, x1, y1 = ox + ml, mt, ox + pw - mr, ph - mb
-        draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0))
-        draw.text((x0, 10), title, fill=(0, 0, 0), font=font)
-        draw.text(((x0 + x1) // 2 - 50, ph - 20), "gallery size (log)", fill=(0, 0, 0),
-                  font=font)
-        for e in range(math.ceil(x_lo), math.floor(x_hi) + 1):
-            px, _ = at(10.0**e, y_lo if not log_y else 10.0**y_lo)
-            draw.line((px, y1, px, y1 + 4), fill=(0, 0, 0))
-            draw.text((px - 10, y1 + 6), _si(10**e), fill=(0, 0, 0), font=font)
-        for value, label in y_ticks:
-            _, py = at(10.0**x_lo, value)
-            draw.line((x0 - 4, py, x0, py), fill=(0, 0, 0))
-            draw.text((x0 - 8 - 6 * len(label), py - 5), label, fill=(0, 0, 0), font=font)
-        lx = x0
-        for name, ys in series.items():
-            colour = _COLOURS[name]
-            pts = [at(x, y) for x, y in zip(xs, ys, strict=True)]
-            if len(pts) > 1:
-                draw.line(pts, fill=colour, width=2)
-            for px, py in pts:
-                draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
-            draw.line((lx, 31, lx + 14, 31), fill=colour, width=2)  # legend, above the frame
-            draw.text((lx + 18, 25), name, fill=colour, font=font)
-            lx += 30 + 6 * len(name)
-
-    ms_ticks = [(10.0**e, _si(10**e)) for e in range(math.ceil(ms_lo), math.floor(ms_hi) + 1)]
-    panel(0, "latency per query, p50 (ms, log)", lat, ms_lo, ms_hi, True, ms_ticks)
-    step = 10 if map_hi - map_lo > 20 else 5
-    map_ticks = [(float(v), f"{v:g}") for v in range(int(map_lo), int(map_hi) + 1, step)]
-    panel(pw, "mAP (%)", acc, map_lo, map_hi, False, map_ticks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
-
-
-def _si(v: float) -> str:
-    for div, suffix in ((1e6, "M"), (1e3, "K")):
-        if v >= div:
-            return f"{v / div:g}{suffix}"
-    return f"{v:g}"
+    methods = ("coarse", "c2f", "linear")
+    lat = {k: [run.methods[k].ms_p50 for run in r.runs] for k in methods}
+    lat["c2f in numpy"] = [run.inprocess_c2f.ms_p50 for run in r.runs if run.inprocess_c2f]
+    acc = {k: [run.methods[k].mAP for run in r.runs] for k in methods}
+    return render_bench_plot([run.gallery_size for run in r.runs], lat, acc, path)
 
 
 def register(app: typer.Typer) -> None:

@@ -86,63 +86,65 @@ def _print_info(r: dict[str, Any]) -> None:
     out.print(s)
 
 
+def info(
+    ctx: typer.Context,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", "-c", envvar="REIDCTL_COLLECTION", show_default=False,
+        help="Only this collection pair (default: every pair in the database).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the database: collection pairs, row counts, index, model, disk size, settings."""
+    with errors_to_exit():
+        store = open_store(uri, collection or "gallery", token, ctx, must_exist=True)
+        with store:
+            names = [collection] if collection else store.pair_names()
+            pairs = []
+            for name in names:
+                with open_store(uri, name, token, ctx) as s:
+                    pairs.append(_pair_row(s))
+            r = {"uri": store.uri,
+                 "backend": "milvus-lite" if store.is_lite else "milvus-server",
+                 "disk_bytes": store.disk_bytes(), "collections": pairs}
+        state = ctx.find_object(AppState)
+        cfg_path = state.config.path if state is not None and state.config else None
+        r |= {"config_file": str(cfg_path) if cfg_path else None,
+              "settings": _settings(ctx)}
+        if json_out:
+            print_json(r)
+        else:
+            _print_info(r)
+
+
+def doctor(
+    ctx: typer.Context,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None,
+    collection: Annotated[str, typer.Option(
+        "--collection", "-c", envvar="REIDCTL_COLLECTION",
+        help="Collection pair to check against the model.")] = "gallery",
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Check torch, the device, the model, Milvus and the collection; say what to fix."""
+    with errors_to_exit():
+        from reidctl.pipeline.doctor import FAIL, run_checks
+
+        checks = run_checks(connection(uri, token, ctx), collection, model, device)
+        failed = sum(c.status == FAIL for c in checks)
+        if json_out:
+            print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+        else:
+            for c in checks:
+                out.print(Text.assemble((f"{c.status:>4}", _STATUS_STYLE[c.status]),
+                                        f" {c.name}: {c.detail}"))
+                if c.fix:
+                    out.print(f"      fix: {c.fix}")
+            out.print("all checks passed" if not failed else f"{failed} check(s) failed")
+    if failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``info`` and ``doctor`` to the app."""
-
-    @app.command()
-    def info(
-        ctx: typer.Context,
-        uri: UriOpt = DEFAULT_URI, token: TokenOpt = None,
-        collection: Annotated[str | None, typer.Option(
-            "--collection", "-c", envvar="REIDCTL_COLLECTION", show_default=False,
-            help="Only this collection pair (default: every pair in the database).")] = None,
-        json_out: JsonOpt = False,
-    ) -> None:
-        """Show the database: collection pairs, row counts, index, model, disk size, settings."""
-        with errors_to_exit():
-            store = open_store(uri, collection or "gallery", token, ctx, must_exist=True)
-            with store:
-                names = [collection] if collection else store.pair_names()
-                pairs = []
-                for name in names:
-                    with open_store(uri, name, token, ctx) as s:
-                        pairs.append(_pair_row(s))
-                r = {"uri": store.uri,
-                     "backend": "milvus-lite" if "://" not in uri else "milvus-server",
-                     "disk_bytes": store.disk_bytes(), "collections": pairs}
-            state = ctx.find_object(AppState)
-            cfg_path = state.config.path if state is not None and state.config else None
-            r |= {"config_file": str(cfg_path) if cfg_path else None,
-                  "settings": _settings(ctx)}
-            if json_out:
-                print_json(r)
-            else:
-                _print_info(r)
-
-    @app.command()
-    def doctor(
-        ctx: typer.Context,
-        uri: UriOpt = DEFAULT_URI, token: TokenOpt = None,
-        collection: Annotated[str, typer.Option(
-            "--collection", "-c", envvar="REIDCTL_COLLECTION",
-            help="Collection pair to check against the model.")] = "gallery",
-        model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto",
-        json_out: JsonOpt = False,
-    ) -> None:
-        """Check torch, the device, the model, Milvus and the collection; say what to fix."""
-        with errors_to_exit():
-            from reidctl.pipeline.doctor import FAIL, run_checks
-
-            checks = run_checks(connection(uri, token, ctx), collection, model, device)
-            failed = sum(c.status == FAIL for c in checks)
-            if json_out:
-                print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
-            else:
-                for c in checks:
-                    out.print(Text.assemble((f"{c.status:>4}", _STATUS_STYLE[c.status]),
-                                            f" {c.name}: {c.detail}"))
-                    if c.fix:
-                        out.print(f"      fix: {c.fix}")
-                out.print("all checks passed" if not failed else f"{failed} check(s) failed")
-        if failed:
-            raise typer.Exit(1)
+    """Adds ``info`` and ``doctor`` to ``app``."""
+    app.command("info")(info)
+    app.command("doctor")(doctor)

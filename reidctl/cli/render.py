@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from reidctl.cli.common import out
+
+if TYPE_CHECKING:  # reidctl --help must not import the pipeline (and torch)
+    from reidctl.pipeline.reports import BenchReport, EvalReport, PrepareReport
 
 
 def ingest_summary(r: dict) -> None:
@@ -57,12 +61,12 @@ def search_results(results: list[dict]) -> None:
         out.print(table)
 
 
-def eval_table(r: dict) -> None:
+def eval_table(r: EvalReport) -> None:
     """Prints the three-method table, side by side like the paper's Table 6."""
-    model = r["model"]
-    out.print(Text(r["protocol"], style="bold"))
+    model = r.model
+    out.print(Text(r.protocol, style="bold"))
     out.print(
-        f"gallery {r['gallery_size']} images, {r['num_queries']} queries, M = {r['M']}, "
+        f"gallery {r.gallery_size} images, {r.num_queries} queries, M = {r.M}, "
         f"model {model.get('backbone')} {model.get('fingerprint')} "
         f"(f_g: {model.get('pca_detail') or model.get('pca')})"
     )
@@ -70,23 +74,77 @@ def eval_table(r: dict) -> None:
     cols = ["method", "mAP", "mAP (trapz)", "rank-1", "rank-5", "rank-10", "ms p50", "ms p95"]
     for c in cols:
         table.add_column(c, justify="left" if c == "method" else "right")
-    for name, m in r["methods"].items():
-        table.add_row(name, *(f"{m[k]:.2f}" for k in
-                              ("mAP", "mAP_trapz", "rank1", "rank5", "rank10", "ms_p50", "ms_p95")))
+    for name, m in r.methods.items():
+        table.add_row(name, *(f"{v:.2f}" for v in
+                              (m.mAP, m.mAP_trapz, m.rank1, m.rank5, m.rank10, m.ms_p50,
+                               m.ms_p95)))
     out.print(table)
-    if any("single_shot" in m for m in r["methods"].values()):
-        ss = ", ".join(
-            f"{name} {m['single_shot']['rank1']:.1f}/{m['single_shot']['rank5']:.1f}/"
-            f"{m['single_shot']['rank10']:.1f}" for name, m in r["methods"].items())
+    shots = {name: m.single_shot for name, m in r.methods.items() if m.single_shot}
+    if shots:
+        ss = ", ".join(f"{name} {s['rank1']:.1f}/{s['rank5']:.1f}/{s['rank10']:.1f}"
+                       for name, s in shots.items())
         out.print(f"single-shot CMC rank-1/5/10 (20 draws): {ss}")
-    st = r["c2f_stages_ms_p50"]
+    st = r.c2f_stages_ms_p50
     out.print(f"c2f stages (p50): coarse {st['coarse']:.1f} ms, fetch f_l {st['fetch']:.1f} ms, "
-              f"re-rank {st['rerank']:.1f} ms; fine distance {r['fine_distance']}")
-    if "open_set" in r:
-        o = r["open_set"]
+              f"re-rank {st['rerank']:.1f} ms; fine distance {r.fine_distance}")
+    if r.open_set is not None:
+        o = r.open_set
         target = f" (calibrated for FMR {o['target_fmr']:.2%})" if o.get("target_fmr") else ""
         out.print(f"open set at threshold {o['threshold']:.4f}{target}: true-match rate "
                   f"{o['tmr']:.2%} of {o['queries_genuine']} queries, false-match rate "
                   f"{o['fmr']:.2%} of {o['queries_impostor']} (each query's own person removed)")
-    out.print(f"query feature extraction: {r['extract_ms_per_query']:.1f} ms per query (not in the "
+    out.print(f"query feature extraction: {r.extract_ms_per_query:.1f} ms per query (not in the "
               "retrieval times); AP counts relevant images the coarse stage cut off as misses")
+
+
+def prepare_summary(r: PrepareReport) -> None:
+    """Prints what ``bench --prepare`` left in the cache."""
+    out.print(f"cache {r.cache}: {r.chunks} chunks for N = {r.n:,} "
+              f"({r.chunks_computed} computed now in {r.seconds} s)")
+
+
+def bench_tables(r: BenchReport) -> None:
+    """Prints the benchmark as tables, like the paper's Table 6 per gallery size."""
+    d = r.distractors
+    out.print(Text.assemble(
+        (r.protocol, "bold"), f" + N distractors ({d['recipe']}, seed {d['seed']}); model "
+        f"{r.model}, M = {r.M}, fine distance {r.fine_distance}; collections "
+        f"{r.collections} at {r.uri}"))
+    table = Table(title_justify="left")
+    for c in ("N", "gallery", "method", "mAP", "rank-1", "ms p50", "ms p95"):
+        table.add_column(c, justify="left" if c == "method" else "right")
+    for run in r.runs:
+        for name, s in run.methods.items():
+            table.add_row(f"{run.n_distractors:,}", f"{run.gallery_size:,}", name,
+                          f"{s.mAP:.2f}", f"{s.rank1:.2f}", f"{s.ms_p50:.1f}", f"{s.ms_p95:.1f}")
+        ref = run.inprocess_c2f
+        table.add_row("", "", "c2f in numpy", f"{ref.mAP:.2f}" if ref else "", "",
+                      f"{ref.ms_p50:.1f}" if ref else "", f"{ref.ms_p95:.1f}" if ref else "",
+                      end_section=True)
+    out.print(table)
+    stages = Table(title="C2F stages (p50 ms per query), throughput, memory", title_justify="left")
+    for c in ("N", "extract", "coarse", "fetch f_l", "re-rank", "queries/s (batched)",
+              "peak RSS MiB", "inserted"):
+        stages.add_column(c, justify="right")
+    for run in r.runs:
+        st = run.stages_ms_p50
+        stages.add_row(f"{run.n_distractors:,}", *(f"{st[k]:.1f}" for k in
+                       ("extract", "coarse", "fetch", "rerank")),
+                       f"{run.queries_per_s:.1f}", f"{run.peak_rss_mb:.0f}", f"{run.inserted:,}")
+    out.print(stages)
+    ing = r.ingest
+    if ing.get("images_per_s"):
+        out.print(f"ingest: {ing['images_per_s']:.1f} images/s through reidctl ingest, "
+                  f"{ing['forward_images_per_s']:.1f} images/s for the forward pass alone "
+                  f"({ing['images_per_s'] / ing['forward_images_per_s']:.0%}; forward one batch "
+                  f"at a time {max(ing['forward_one_batch_images_per_s_rounds']):.1f}, in "
+                  f"{ing['forward_streams']} streams "
+                  f"{max(ing['forward_streams_images_per_s_rounds']):.1f}; best of "
+                  f"{ing['rounds']} rounds, {ing['images']} train images, batches of "
+                  f"{ing['batch_size']})")
+    c = r.cache
+    out.print(f"cache {c['dir']}: {len(c['chunks_computed'])} chunk(s) of {c['chunk_size']} "
+              f"computed now; f_l stored as {c['f_l_dtype']} (max abs error "
+              f"{c['f_l_max_abs_err']:.1e})")
+    if r.plot is not None:
+        out.print(f"plot: {r.plot}")

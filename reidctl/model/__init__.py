@@ -18,13 +18,21 @@ from reidctl.model.backbones import (
 )
 from reidctl.model.checkpoint import (
     CHECKPOINT_FORMAT,
-    LoadedModel,
+    ModelRecord,
     load_checkpoint,
     save_checkpoint,
 )
-from reidctl.model.convnet import ConvNet, ConvNetOutput
-from reidctl.model.descriptors import Descriptors, describe, full_descriptor
-from reidctl.model.extractor import IMAGENET_MEAN, IMAGENET_STD, FeatureExtractor, load_model
+from reidctl.model.checkpoint_check import DEFAULT_FINE_WEIGHT
+from reidctl.model.convnet import IMAGENET_MEAN, IMAGENET_STD, ConvNet, ConvNetOutput, normalize
+from reidctl.model.descriptors import (
+    GLOBAL_DIM,
+    STRIPES,
+    Descriptors,
+    describe,
+    full_descriptor,
+    pool,
+)
+from reidctl.model.extractor import FeatureExtractor, load_model
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.onnx_graph import OnnxGraphModule
 from reidctl.model.onnx_import import load_onnx_module, read_onnx_graph
@@ -32,19 +40,22 @@ from reidctl.model.pca import PCA
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DEFAULT_FINE_WEIGHT",
+    "GLOBAL_DIM",
     "GOOGLENET",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "OSNET_ENV",
     "OSNET_X0_25",
     "PCA",
+    "STRIPES",
     "Backbone",
     "BackboneSpec",
     "ConvNet",
     "ConvNetOutput",
     "Descriptors",
     "FeatureExtractor",
-    "LoadedModel",
+    "ModelRecord",
     "OnnxGraphModule",
     "build_backbone",
     "build_googlenet",
@@ -57,6 +68,8 @@ __all__ = [
     "load_model",
     "load_onnx_module",
     "load_state_dict_strict",
+    "normalize",
+    "pool",
     "read_onnx_graph",
     "save_checkpoint",
 ]

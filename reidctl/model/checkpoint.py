@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from reidctl.model.checkpoint_check import (
     check_plain,
 )
 from reidctl.model.convnet import ConvNet
+from reidctl.model.descriptors import STRIPES
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.pca import PCA
 
@@ -37,68 +37,50 @@ CHECKPOINT_FORMAT = "reidctl.convnet/1"
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A checkpoint, rebuilt.
+class ModelRecord:
+    """A model and everything needed to use it: what a checkpoint holds, saved and loaded.
 
     Attributes:
-        model: the ConvNet with its weights (on ``map_location``), in eval mode.
+        model: the ConvNet with its weights (after loading: on ``map_location``, in eval mode).
         spec: backbone name, input size, ``K``.
-        pca: the ``f_g`` projection.
-        classes: training identity names (``len == model.num_classes``).
+        pca: the ``f_g`` projection (fitted or fallback).
+        classes: identity names, one per classifier output
+            (``len(classes) == model.num_classes``; ``[]`` without classifier).
         stripes: stripes of ``f_l``.
-        fingerprint: 16 hex chars, verified against the weights on load.
-        extra: free-form training settings saved with it.
-        path: the file it came from.
-        stripe_pca: per-stripe whitening of ``f_l`` (empty: none).
-        fine_weight: weight of the local distance in the fine stage.
+        stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
+        fine_weight: weight of the local distance in the fine stage, in
+            ``[0, MAX_FINE_WEIGHT]``.
         open_set: the calibrated "no match" threshold and how it was obtained
             (``{"threshold", "target_fmr", "calibrated_on", "fmr", "tmr"}``,
             see :mod:`reidctl.openset`), or None. Not part of the fingerprint:
             it does not change the features.
+        extra: free-form training settings etc.: plain str/int/float/bool/None/list/dict.
+        fingerprint: 16 hex chars, verified against the weights on load; ignored when
+            saving (:func:`save_checkpoint` computes it).
+        path: the file it was loaded from; None for a record built to be saved.
     """
 
     model: ConvNet
     spec: BackboneSpec
     pca: PCA
-    classes: list[str]
-    stripes: int
-    fingerprint: str
-    extra: dict[str, Any]
-    path: Path
+    classes: list[str] = field(default_factory=list)
+    stripes: int = STRIPES
     stripe_pca: tuple[PCA, ...] = ()
     fine_weight: float = DEFAULT_FINE_WEIGHT
     open_set: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    path: Path | None = None
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: ConvNet,
-    spec: BackboneSpec,
-    pca: PCA,
-    classes: list[str],
-    extra: dict[str, Any] | None = None,
-    stripes: int = 4,
-    stripe_pca: Sequence[PCA] = (),
-    fine_weight: float = DEFAULT_FINE_WEIGHT,
-    open_set: dict[str, Any] | None = None,
-) -> str:
+def save_checkpoint(path: str | Path, record: ModelRecord) -> str:
     """Write a model and everything needed to use it to one file (atomically).
 
     Args:
         path: destination file (parent directories are created).
-        model: the trained ConvNet (with or without its classifier block).
-        spec: its backbone spec.
-        pca: the projection for ``f_g`` (fitted or fallback).
-        classes: identity names, one per classifier output
-            (``len(classes) == model.num_classes``; ``[]`` without classifier).
-        extra: training settings etc.: plain str/int/float/bool/None/list/dict.
-        stripes: stripes of ``f_l``.
-        stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
-        fine_weight: weight of the local distance in the fine stage, in
-            ``[0, MAX_FINE_WEIGHT]``.
-        open_set: the calibrated open-set threshold record (plain data with a
-            ``"threshold" >= 0``, see :func:`check_open_set`), or None; not part of
-            the fingerprint.
+        record: the model (with or without its classifier block), its projections,
+            class names, fine weight, open-set record (plain data with a
+            ``"threshold" >= 0``, see :func:`check_open_set`) and extra settings.
 
     Returns:
         The fingerprint stored in the file.
@@ -107,14 +89,19 @@ def save_checkpoint(
         ValueError: classes/PCA/extra do not fit the model, a fine weight or an
             open-set record that :func:`load_checkpoint` would refuse.
     """
-    if len(classes) != model.num_classes:
-        raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} classes")
+    model, spec, pca, stripes, stripe_pca = (record.model, record.spec, record.pca,
+                                             record.stripes, record.stripe_pca)
+    if len(record.classes) != model.num_classes:
+        raise ValueError(f"{len(record.classes)} class names for a model with "
+                         f"{model.num_classes} classes")
     if pca.in_dim != spec.channels:
         raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
-    extra = dict(extra or {})
+    extra = dict(record.extra or {})
     check_plain(extra, "checkpoint extra")
+    fine_weight = record.fine_weight
     fine_weight = check_fine_weight(float(fine_weight) if isinstance(fine_weight, np.floating)
                                     else fine_weight)
+    open_set = record.open_set
     check_open_set(open_set)
     # numpy scalars pass as float but would not load with weights_only; JSON makes them plain
     open_set = None if open_set is None else json.loads(json.dumps(open_set))
@@ -132,7 +119,7 @@ def save_checkpoint(
         "input_size": list(spec.input_size),
         "channels": spec.channels,
         "num_classes": model.num_classes,
-        "classes": [str(c) for c in classes],
+        "classes": [str(c) for c in record.classes],
         "stripes": stripes,
         "pca": pca.to_dict(),
         "stripe_pca": [p.to_dict() for p in stripe_pca],
@@ -168,7 +155,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     return data
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> ModelRecord:
     """Rebuild a ConvNet from a file written by :func:`save_checkpoint`.
 
     Args:
@@ -176,7 +163,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         map_location: device for the tensors (as in ``torch.load``).
 
     Returns:
-        A :class:`LoadedModel`; the model is in eval mode.
+        A :class:`ModelRecord` with its ``fingerprint`` and ``path``; the model is in eval mode.
 
     Raises:
         ModelError: missing, truncated or corrupted file, wrong format tag, a
@@ -195,5 +182,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: weights do not match the stored fingerprint "
             f"({fp} != {fields.fingerprint}); file altered?"
         )
-    return LoadedModel(model, fields.spec, fields.pca, fields.classes, fields.stripes, fp,
-                       fields.extra, path, fields.stripe_pca, fields.fine_weight, fields.open_set)
+    return ModelRecord(model, fields.spec, fields.pca, fields.classes, fields.stripes,
+                       fields.stripe_pca, fields.fine_weight, fields.open_set, fields.extra,
+                       fp, path)

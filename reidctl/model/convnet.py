@@ -14,6 +14,25 @@ import torch
 from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."  # state_dict keys of the classifier block
+# Every backbone's weights were learned on inputs normalised with the ImageNet RGB statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """The input every ConvNet expects: RGB in ``[0, 1]`` normalised with the ImageNet statistics.
+
+    The one place images are normalised (extraction, training and confidence maps alike).
+
+    Args:
+        images: ``(B, 3, H, W)`` float in ``[0, 1]``, on any device.
+
+    Returns:
+        ``(B, 3, H, W)`` ``(images - mean) / std``, per channel, on the same device.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    return (images - mean) / std  # (B, 3, H, W)
 
 
 class ConvNetOutput(NamedTuple):

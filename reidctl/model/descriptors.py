@@ -22,6 +22,9 @@ from reidctl.model.pca import PCA
 
 T = TypeVar("T", torch.Tensor, np.ndarray)
 
+GLOBAL_DIM = 128  # f_g after PCA, the paper's size
+STRIPES = 4  # horizontal stripes of f_l, the paper's count
+
 
 @dataclass(frozen=True)
 class Descriptors(Generic[T]):
@@ -39,8 +42,30 @@ class Descriptors(Generic[T]):
         return iter((self.global_, self.local))
 
 
+def pool(feature_map: torch.Tensor, stripes: int = STRIPES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global and per-stripe average pooling of the last convolutional map.
+
+    Args:
+        feature_map: ``(B, K, H, W)`` with ``H`` divisible by ``stripes``.
+        stripes: number of horizontal stripes.
+
+    Returns:
+        GAP ``(B, K)`` and the GAP of each stripe ``(B, K, stripes)``, top stripe first.
+
+    Raises:
+        ValueError: not a 4-D map, or ``H`` not divisible by ``stripes``.
+    """
+    if feature_map.dim() != 4:
+        raise ValueError(f"feature map must be (B, K, H, W), got shape {list(feature_map.shape)}")
+    b, k, h, w = feature_map.shape
+    if stripes < 1 or h % stripes:
+        raise ValueError(f"feature map height {h} is not divisible into {stripes} stripes")
+    parts = feature_map.reshape(b, k, stripes, h // stripes, w)  # (B, K, stripes, h, W)
+    return feature_map.mean(dim=(2, 3)), parts.mean(dim=(3, 4))  # (B, K), (B, K, stripes)
+
+
 def describe(
-    feature_map: torch.Tensor, pca: PCA, stripes: int = 4, stripe_pca: Sequence[PCA] = (),
+    feature_map: torch.Tensor, pca: PCA, stripes: int = STRIPES, stripe_pca: Sequence[PCA] = (),
 ) -> Descriptors[torch.Tensor]:
     """Compute ``f_g`` and ``f_l`` from the last convolutional map.
 
@@ -71,15 +96,9 @@ def describe(
         ValueError: not a 4-D map, ``H`` not divisible by ``stripes``, or
             ``K`` different from the PCA's input dimension.
     """
-    if feature_map.dim() != 4:
-        raise ValueError(f"feature map must be (B, K, H, W), got shape {list(feature_map.shape)}")
-    b, k, h, w = feature_map.shape
-    if stripes < 1 or h % stripes:
-        raise ValueError(f"feature map height {h} is not divisible into {stripes} stripes")
-    pooled = feature_map.mean(dim=(2, 3))  # (B, K)
+    pooled, parts = pool(feature_map, stripes)  # (B, K), (B, K, stripes)
+    b, k = pooled.shape
     global_ = F.normalize(pca.transform(pooled), dim=1)  # (B, D)
-    parts = feature_map.reshape(b, k, stripes, h // stripes, w)  # (B, K, stripes, h, W)
-    parts = parts.mean(dim=(3, 4))  # (B, K, stripes)
     if stripe_pca:
         if len(stripe_pca) != stripes:
             raise ValueError(f"{len(stripe_pca)} stripe projections for {stripes} stripes")

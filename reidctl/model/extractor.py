@@ -3,43 +3,35 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from reidctl.config import resolve_device
 from reidctl.errors import ModelError
-from reidctl.model.backbones import SPECS, BackboneSpec, build_backbone
-from reidctl.model.checkpoint import load_checkpoint
-from reidctl.model.checkpoint_check import DEFAULT_FINE_WEIGHT
-from reidctl.model.convnet import ConvNet
-from reidctl.model.descriptors import Descriptors, describe
+from reidctl.model.backbones import SPECS, build_backbone
+from reidctl.model.checkpoint import ModelRecord, load_checkpoint
+from reidctl.model.convnet import IMAGENET_MEAN, IMAGENET_STD, ConvNet, ConvNetOutput, normalize
+from reidctl.model.descriptors import GLOBAL_DIM, Descriptors, describe, pool
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.pca import PCA
 
 DEFAULT_MODEL = "osnet_x0_25"
-GLOBAL_DIM = 128
-DEFAULT_STRIPES = 4
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class FeatureExtractor:
     """A ConvNet + PCA in eval mode that turns image batches into descriptors.
 
     Args:
-        model: the ConvNet (its classifier block, if any, is not run).
-        spec: backbone spec (input size, ``K``).
-        pca: ``K -> 128`` projection for ``f_g``.
-        stripes: stripes of ``f_l``.
-        stripe_pca: per-stripe whitening of ``f_l`` (empty: none).
-        fine_weight: weight of the local distance in the fine stage.
-        source: where the weights came from, for reports.
+        record: the model, its projections (``pca``: ``K -> 128`` for ``f_g``;
+            ``stripe_pca``: per-stripe whitening of ``f_l``, empty: none), stripes,
+            fine weight and calibrated open-set record (``"threshold"`` etc., see
+            :mod:`reidctl.openset`); its ``extra`` and ``classes`` are kept for saving.
         device: where to run.
-        open_set: the checkpoint's calibrated open-set record (``"threshold"``
-            etc., see :mod:`reidctl.openset`), or None.
+        source: where the weights came from, for reports.
         checkpoint: the checkpoint file it was loaded from, None for a backbone.
 
     Attributes:
@@ -52,40 +44,37 @@ class FeatureExtractor:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __init__(
-        self,
-        model: ConvNet,
-        spec: BackboneSpec,
-        pca: PCA,
-        stripes: int = DEFAULT_STRIPES,
-        source: str = "",
-        device: str | torch.device = "cpu",
-        stripe_pca: Sequence[PCA] = (),
-        fine_weight: float = DEFAULT_FINE_WEIGHT,
-        *,
-        open_set: dict[str, Any] | None = None,
+        self, record: ModelRecord, device: str | torch.device = "cpu", source: str = "", *,
         checkpoint: Path | None = None,
     ) -> None:
+        spec, pca = record.spec, record.pca
         if pca.in_dim != spec.channels:
             raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = record.model.to(self.device).eval()
         self.spec = spec
         self.pca = pca.to(self.device)
         self.name = spec.name
         self.input_size: tuple[int, int] = spec.input_size
-        self.stripes = stripes
+        self.stripes = record.stripes
         self.global_dim = pca.out_dim
-        self.local_dim = stripes * spec.channels
+        self.local_dim = record.stripes * spec.channels
         self.pca_kind = pca.kind
-        self.stripe_pca = tuple(p.to(self.device) for p in stripe_pca)
-        self.fine_weight = float(fine_weight)
+        self.stripe_pca = tuple(p.to(self.device) for p in record.stripe_pca)
+        self.fine_weight = float(record.fine_weight)
         self.source = source
         self.checkpoint = checkpoint
-        self._open_set = copy.deepcopy(open_set)
-        self.fingerprint = fingerprint(model, spec, pca, stripes, stripe_pca)
-        # (1, 3, 1, 1) each, broadcast over (B, 3, H, W)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        self._record = record
+        self._open_set = copy.deepcopy(record.open_set)
+        self.fingerprint = fingerprint(record.model, spec, pca, record.stripes,
+                                       record.stripe_pca)
+
+    @property
+    def record(self) -> ModelRecord:
+        """What :func:`~reidctl.model.save_checkpoint` writes of this model (its current
+        projections and fine weight; the open-set record a copy)."""
+        return replace(self._record, model=self.model, pca=self.pca, stripe_pca=self.stripe_pca,
+                       fine_weight=self.fine_weight, open_set=self.open_set)
 
     @property
     def open_set(self) -> dict[str, Any] | None:
@@ -132,13 +121,39 @@ class FeatureExtractor:
         if not batch.is_floating_point():
             raise ValueError(f"extract expects float images in [0, 1], got dtype {batch.dtype}")
 
-    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+    def _input(self, batch: torch.Tensor, *, nhwc: bool = True) -> torch.Tensor:
         self._check(batch)
-        x = batch.to(self.device, torch.float32)
-        x = (x - self._mean) / self._std  # (B, 3, H, W), ImageNet-normalised
-        if self.device.type == "cpu":  # oneDNN convs run ~1.5x faster on NHWC input (measured)
+        x = normalize(batch.to(self.device, torch.float32))  # (B, 3, H, W)
+        if nhwc and self.device.type == "cpu":  # oneDNN convolutions are faster on NHWC input
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    @torch.inference_mode()
+    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """The last convolutional map of a batch, what every descriptor is pooled from.
+
+        Args:
+            batch: as for :meth:`extract`.
+
+        Returns:
+            ``(B, K, h, w)`` on :attr:`device`.
+        """
+        return self.model.features(self._input(batch))
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> ConvNetOutput:
+        """The ConvNet's whole output for a batch: feature map, confidence maps, class scores.
+
+        Args:
+            batch: as for :meth:`extract`.
+
+        Returns:
+            :class:`ConvNetOutput` on :attr:`device` (no classifier fields without a
+            classifier block).
+        """
+        # in the plain layout: NHWC convolutions round differently, and the confidence maps
+        # stay those the pictures in the docs were drawn from
+        return self.model(self._input(batch, nhwc=False))
 
     @torch.inference_mode()
     def pooled(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -150,11 +165,8 @@ class FeatureExtractor:
         Returns:
             GAP ``(B, K)`` and per-stripe GAP ``(B, stripes, K)``, float32 numpy.
         """
-        fm = self.model.features(self._input(batch))  # (B, K, H, W)
-        b, k, h, w = fm.shape
-        parts = fm.reshape(b, k, self.stripes, h // self.stripes, w)  # (B, K, stripes, h, W)
-        stripes = parts.mean(dim=(3, 4)).transpose(1, 2)  # (B, stripes, K)
-        return fm.mean(dim=(2, 3)).float().cpu().numpy(), stripes.float().cpu().numpy()
+        g, parts = pool(self.feature_maps(batch), self.stripes)  # (B, K), (B, K, stripes)
+        return g.float().cpu().numpy(), parts.transpose(1, 2).float().cpu().numpy()
 
     @torch.inference_mode()
     def extract(self, batch: torch.Tensor) -> Descriptors[np.ndarray]:
@@ -171,19 +183,12 @@ class FeatureExtractor:
         Raises:
             ValueError: not a float tensor of that shape.
         """
-        fm = self.model.features(self._input(batch))  # (B, K, H, W)
+        fm = self.feature_maps(batch)  # (B, K, H, W)
         out = describe(fm, self.pca, self.stripes, self.stripe_pca)
         return Descriptors(
             out.global_.float().cpu().numpy(),
             out.local.float().cpu().numpy(),
         )
-
-
-def _device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!s} requested but CUDA is not available")
-    return dev
 
 
 def load_model(
@@ -209,13 +214,13 @@ def load_model(
         ModelError: unknown name and no such file, missing/bad weights or
             checkpoint, CUDA requested but absent.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     name = DEFAULT_MODEL if spec is None else str(spec)
     if name in SPECS:
         backbone = build_backbone(name, weights)
         model = ConvNet(backbone.module, backbone.spec.channels, num_classes=0)
         pca = PCA.fallback(backbone.spec.channels, GLOBAL_DIM)
-        return FeatureExtractor(model, backbone.spec, pca, DEFAULT_STRIPES, backbone.source, dev)
+        return FeatureExtractor(ModelRecord(model, backbone.spec, pca), dev, backbone.source)
     if weights is not None:
         raise ModelError("weights= applies to a backbone name, not to a checkpoint")
     path = Path(name)
@@ -224,8 +229,5 @@ def load_model(
             f"model {name!r} is neither a backbone ({', '.join(SPECS)}) "
             "nor an existing checkpoint file"
         )
-    loaded = load_checkpoint(path, map_location=dev)
-    return FeatureExtractor(
-        loaded.model, loaded.spec, loaded.pca, loaded.stripes, f"checkpoint:{path}", dev,
-        loaded.stripe_pca, loaded.fine_weight, open_set=loaded.open_set, checkpoint=path,
-    )
+    return FeatureExtractor(load_checkpoint(path, map_location=dev), dev, f"checkpoint:{path}",
+                            checkpoint=path)

@@ -14,20 +14,21 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from reidctl.data.batches import decoded_batches
 from reidctl.data.datasets import Protocol, cuhk03
 from reidctl.data.images import IMAGE_SUFFIXES
 from reidctl.data.names import parse_name
 from reidctl.errors import InputError, ModelError
 from reidctl.model import FeatureExtractor, load_checkpoint, save_checkpoint
 from reidctl.openset import OpenSetScores, calibrate, operating_point, scores_from_distances
-from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, decoded_batches
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn
 from reidctl.rerank import full_distances
 from reidctl.types import ImageMeta
 
@@ -188,17 +189,15 @@ def _common_folder(metas: Sequence[ImageMeta]) -> str:
 def _write(extractor: FeatureExtractor, out: Path, open_set: dict[str, Any]) -> str:
     """The extractor's checkpoint (or the built-in model as one) with ``open_set``."""
     if extractor.checkpoint is not None:
-        ck = load_checkpoint(extractor.checkpoint)  # classes and extra are not in the extractor
-        fp = save_checkpoint(out, ck.model, ck.spec, ck.pca, ck.classes, ck.extra, ck.stripes,
-                             ck.stripe_pca, ck.fine_weight, open_set)
+        # the file as it is now: a change since it was loaded shows in the fingerprint below
+        fp = save_checkpoint(out, replace(load_checkpoint(extractor.checkpoint),
+                                          open_set=open_set))
     else:
         if extractor.model.num_classes:
             raise ModelError("a model with a classifier block but no checkpoint cannot be saved")
         extra = {"base_model": extractor.source,
                  "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        fp = save_checkpoint(out, extractor.model, extractor.spec, extractor.pca, [], extra,
-                             extractor.stripes, extractor.stripe_pca, extractor.fine_weight,
-                             open_set)
+        fp = save_checkpoint(out, replace(extractor.record, extra=extra, open_set=open_set))
     if fp != extractor.fingerprint:
         raise ModelError(f"{extractor.checkpoint} changed while calibrating "
                          f"(fingerprint {fp} != {extractor.fingerprint})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,67 +10,14 @@ import numpy as np
 import torch
 
 from reidctl.config import DEFAULT_BATCH
-from reidctl.data.images import SkipImage, load, load_given
+from reidctl.data.batches import decoded_batches
+from reidctl.data.batches import hwc_batch as hwc_batch  # the name bench and its tests import
+from reidctl.data.batches import to_batch as to_batch  # the name bench and its tests import
 from reidctl.errors import StoreError
 from reidctl.model import FeatureExtractor
 from reidctl.store import MilvusStore
 
 ProgressFn = Callable[[int], None]
-
-
-def to_batch(pixels: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stacks (3, H, W) uint8 arrays into a (B, 3, H, W) float tensor in [0, 1]."""
-    return torch.from_numpy(np.stack(pixels)).float().div_(255.0)  # (B, 3, H, W)
-
-
-def hwc_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stacks (H, W, 3) uint8 arrays into a (B, 3, H, W) float tensor in [0, 1] whose memory
-    is channels-last, the layout the CPU convolutions want (so the model makes no copy).
-
-    Same values as :func:`to_batch` of the transposed arrays. Built with numpy alone, so a
-    background thread can run it without starting a second pool of torch threads.
-    """
-    arr = np.stack(images).astype(np.float32)  # (B, H, W, 3)
-    arr /= np.float32(255.0)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2)  # (B, 3, H, W) view, NHWC memory
-
-
-def decoded_batches(
-    paths: Sequence[Path | str], size: tuple[int, int], batch_size: int, *, strict: bool,
-    on_skip: Callable[[Path | str, str], None] | None = None,
-) -> Iterator[tuple[int, list[Path | str], torch.Tensor]]:
-    """Decodes images in two threads, batch by batch.
-
-    Args:
-        strict: a missing or unusable image raises InputError; otherwise it is
-            passed to ``on_skip(path, reason)`` and left out.
-
-    Yields:
-        (paths read, paths kept in the batch, (B, 3, H, W) float tensor in [0, 1]).
-    """
-    def _load(p: Path | str) -> np.ndarray | str:
-        # no is_file() check first: reading says what is wrong (missing, a pipe, too large,
-        # a name too long for the system) without opening anything that could block
-        if strict:
-            return load_given(p, size, "query image").pixels
-        try:
-            return load(p, size)[1].pixels
-        except SkipImage as e:
-            return e.reason
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            kept: list[Path | str] = []
-            pixels: list[np.ndarray] = []
-            for p, px in zip(chunk, pool.map(_load, chunk), strict=True):
-                if isinstance(px, str):
-                    if on_skip:
-                        on_skip(p, px)
-                else:
-                    kept.append(p)
-                    pixels.append(px)
-            yield len(chunk), kept, (to_batch(pixels) if pixels else torch.zeros(0, 3, *size))
 
 
 def extract_files(

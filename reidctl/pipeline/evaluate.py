@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,16 +10,18 @@ import torch
 
 from reidctl.data.datasets import Protocol
 from reidctl.errors import InputError
-from reidctl.metrics import QueryScore, relevance, score_ranking, single_shot_cmc, summarize
 from reidctl.model import FeatureExtractor
 from reidctl.openset import operating_point, scores_from_ranking
-from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, extract_files, model_record
+from reidctl.pipeline.common import DEFAULT_BATCH, extract_files, model_record
 from reidctl.pipeline.ingest import IngestReport, ingest
-from reidctl.pipeline.search import c2f, coarse_search, to_hits, with_metadata
-from reidctl.rerank import full_distances
+from reidctl.pipeline.protocol import GroundTruth, run_protocol
+from reidctl.pipeline.rankers import ExactLinear, MilvusC2F, MilvusCoarse
+from reidctl.pipeline.reports import EvalReport
+from reidctl.pipeline.search import to_hits, with_metadata
+from reidctl.pipeline.stages import StageFn, stage_opener
 from reidctl.store import MilvusStore
+from reidctl.timing import Stopwatch
 
-METHODS = ("coarse", "c2f", "linear")
 STRONG = "Strong"  # the gallery read-back sees everything inserted, by any client
 SESSION = "Session"  # per-query reads: sees this client's own writes, without Strong's wait
 
@@ -91,44 +91,37 @@ def claim_pair(store: MilvusStore, extractor: FeatureExtractor, dataset: str) ->
             "only writes into a pair of its own (leave out --collection, or name a new one)")
 
 
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    return {"ms_p50": float(np.percentile(ms, 50)), "ms_p95": float(np.percentile(ms, 95))}
-
-
 def evaluate(
     protocol: Protocol, store: MilvusStore, extractor: FeatureExtractor, *, m: int = 500,
     device: torch.device, batch_size: int = DEFAULT_BATCH,
-    on_stage: Callable[[str, int], ProgressFn] | None = None, examples: int = 0,
+    on_stage: StageFn | None = None, examples: int = 0,
     top_k: int = 10, threshold: float | None = None,
-) -> dict:
+) -> EvalReport:
     """Runs ``protocol``: ingests its gallery if needed, then scores coarse, C2F and linear.
 
     Args:
         on_stage: called with (stage name, total steps); returns a progress callback.
         examples: keep the C2F top-``top_k`` of this many queries, evenly spaced over
-            the query list, under ``"examples"`` (for pictures).
+            the query list, as the report's ``examples`` (for pictures).
         threshold: the open-set "no match" distance (default: the model's calibrated
-            one); when there is one, ``"open_set"`` reports the true-match rate and the
+            one); when there is one, ``open_set`` reports the true-match rate and the
             false-match rate (leave-identity-out) of C2F at it.
 
     Returns:
-        {"dataset", "protocol", "gallery_size", "num_queries", "model", "M", "ingest",
-        "methods": {method: {"mAP", "mAP_trapz", "rank1", "rank5", "rank10", "ms_p50",
-        "ms_p95"}}} with percentages 0-100 and times in ms per query (retrieval only,
-        query feature extraction excluded and reported as "extract_ms_per_query").
+        The report: per method mAP, trapezoidal mAP, CMC (and single-shot CMC for CUHK03)
+        and retrieval time per query (query feature extraction excluded and reported as
+        ``extract_ms_per_query``).
     """
-    def stage(name: str, total: int) -> ProgressFn | None:
-        return on_stage(name, total) if on_stage else None
-
+    stage = stage_opener(on_stage)
     claim_pair(store, extractor, protocol.dataset)
     report: IngestReport = ingest(
         [Path(g.path) for g in protocol.gallery], store, extractor, batch_size=batch_size,
         source=protocol.dataset, on_progress=stage("ingest gallery", len(protocol.gallery)))
     queries = protocol.queries
-    t0 = time.perf_counter()
-    q_g, q_l = extract_files(extractor, [q.path for q in queries], batch_size,
-                             on_progress=stage("extract queries", len(queries)))
-    extract_ms = (time.perf_counter() - t0) * 1e3 / max(len(queries), 1)
+    with Stopwatch() as sw:
+        q_g, q_l = extract_files(extractor, [q.path for q in queries], batch_size,
+                                 on_progress=stage("extract queries", len(queries)))
+    extract_ms = sw.ms / max(len(queries), 1)
     gallery = read_gallery(store, device)
     index = {gid: i for i, gid in enumerate(gallery.ids)}
     n = len(gallery.ids)
@@ -139,83 +132,45 @@ def evaluate(
             f"gallery has {expected}: it was changed after eval made it (reidctl delete --all "
             f"--yes -c {store.name} empties it)")
     m_eff = min(m, n)
-
-    scores: dict[str, list[QueryScore]] = {k: [] for k in METHODS}
-    times: dict[str, list[float]] = {k: [] for k in METHODS}
-    single_shot = protocol.dataset == "cuhk03"  # (Q, N) rank positions: small galleries only
-    ranks = {k: np.full((len(queries), n), n, np.int64) for k in METHODS} if single_shot else {}
+    truth = GroundTruth.from_labels([q.person_id for q in queries], [q.camera for q in queries],
+                                    gallery.pids, gallery.cams, protocol.junk_person_ids)
     w = extractor.fine_weight
-    stages: dict[str, list[float]] = {"coarse": [], "fetch": [], "rerank": []}
+    # ids and distances only, as the search command ranks; identities come from the
+    # gallery read above
+    fine = MilvusC2F(store, q_g, q_l, m_eff, index, device, fine_weight=w, consistency=SESSION)
+    rankers = [MilvusCoarse(store, q_g, m_eff, index, SESSION), fine,
+               ExactLinear(q_g, q_l, gallery.f_g, gallery.f_l, w)]
     shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
                 if examples and queries else [])
     kept: list[dict] = []
     threshold = extractor.threshold if threshold is None else threshold
     open_lists: list[list[tuple[float, str, str]]] = []
-    has_genuine: list[bool] = []
     advance = stage("search", len(queries))
-    for qi, q in enumerate(queries):
-        good, junk = relevance(q.person_id, q.camera, gallery.pids, gallery.cams,
-                               protocol.junk_person_ids)
-        t = time.perf_counter()
-        # ids and distances only, as the search command ranks; identities come from
-        # the gallery read above
-        coarse = coarse_search(store, q_g[qi], m_eff, consistency=SESSION, with_meta=False)
-        times["coarse"].append((time.perf_counter() - t) * 1e3)
-        t = time.perf_counter()
-        fine, stage_ms = c2f(store, q_g[qi], q_l[qi], m_eff, device, fine_weight=w,
-                             consistency=SESSION, with_meta=False)
-        times["c2f"].append((time.perf_counter() - t) * 1e3)
-        for name in stages:
-            stages[name].append(getattr(stage_ms, name))
+
+    def after(qi: int) -> None:
+        """Keeps what the open-set figures and the example pictures need of C2F."""
         if threshold is not None:
             open_lists.append([(c.distance, str(gallery.pids[index[c.id]]),
-                                str(gallery.cams[index[c.id]])) for c in fine])
-            has_genuine.append(bool(good.any()))
+                                str(gallery.cams[index[c.id]])) for c in fine.last])
         if qi in shown:
-            kept.append({"query": str(q.path), "query_person": q.person_id,
+            kept.append({"query": str(queries[qi].path), "query_person": queries[qi].person_id,
                          "hits": [h.__dict__ for h in to_hits(
-                             with_metadata(store, fine[:top_k], SESSION), top_k)]})
-        t = time.perf_counter()
-        linear = torch.argsort(
-            full_distances(q_g[qi], q_l[qi], gallery.f_g, gallery.f_l, w), stable=True
-        ).cpu().numpy()
-        times["linear"].append((time.perf_counter() - t) * 1e3)
-        rankings = {
-            "coarse": np.array([index[c.id] for c in coarse], dtype=np.int64),
-            "c2f": np.array([index[c.id] for c in fine], dtype=np.int64),
-            "linear": linear,
-        }
-        for k, ranked in rankings.items():
-            scores[k].append(score_ranking(ranked, good, junk))
-            if single_shot:
-                ranks[k][qi, ranked] = np.arange(len(ranked))
+                             with_metadata(store, fine.last[:top_k], SESSION), top_k)]})
         if advance:
             advance(1)
 
-    methods = {}
-    for k in METHODS:
-        summary = summarize(scores[k])
-        summary.update(_percentiles(times[k]))
-        if single_shot:
-            qp = np.array([q.person_id for q in queries])
-            summary["single_shot"] = single_shot_cmc(ranks[k].astype(np.float64), qp, gallery.pids)
-        methods[k] = summary
-    return {
-        "dataset": protocol.dataset,
-        "protocol": protocol.description,
-        "gallery_size": n,
-        "num_queries": len(queries),
-        "model": extractor.describe(),
-        "M": m_eff,
-        "collection": store.name,
-        "extract_ms_per_query": extract_ms,
-        "c2f_stages_ms_p50": {k: float(np.percentile(v, 50)) for k, v in stages.items()},
-        "fine_distance": f"sqrt(d_g^2 + {w:g} * d_l^2)",
-        "ingest": report.to_dict(),
-        "methods": methods,
-    } | ({"examples": kept} if examples else {}) | (
-        {"open_set": _open_set(open_lists, has_genuine, protocol, threshold, extractor)}
-        if threshold is not None else {})
+    # (Q, N) rank positions for single-shot CMC: small galleries only
+    methods = run_protocol(truth, rankers, single_shot=protocol.dataset == "cuhk03",
+                           on_query=after)
+    return EvalReport(
+        dataset=protocol.dataset, protocol=protocol.description, gallery_size=n,
+        num_queries=len(queries), model=extractor.describe(), M=m_eff, collection=store.name,
+        extract_ms_per_query=extract_ms,
+        c2f_stages_ms_p50=fine.stages.p50("coarse", "fetch", "rerank"),
+        fine_distance=f"sqrt(d_g^2 + {w:g} * d_l^2)", ingest=report, methods=methods,
+        examples=kept if examples else None,
+        open_set=_open_set(open_lists, [bool(g.any()) for g in truth.good], protocol,
+                           threshold, extractor) if threshold is not None else None)
 
 
 def _open_set(lists: list, genuine: list[bool], protocol: Protocol, threshold: float,

@@ -6,20 +6,22 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from reidctl.data.batches import decoded_batches
 from reidctl.errors import InputError
-from reidctl.model import PCA, FeatureExtractor, save_checkpoint
+from reidctl.model import GLOBAL_DIM, PCA, FeatureExtractor, save_checkpoint
 from reidctl.model.checkpoint_check import check_fine_weight
-from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn, decoded_batches
+from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn
 
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
 
 
 def fit_projections(
-    extractor: FeatureExtractor, files: Sequence[Path], *, dim: int = 128,
+    extractor: FeatureExtractor, files: Sequence[Path], *, dim: int = GLOBAL_DIM,
     shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> tuple[PCA, list[PCA], Counter[str]]:
@@ -56,7 +58,7 @@ def fit_projections(
 
 
 def fit_model(
-    extractor: FeatureExtractor, files: Sequence[Path], out: Path, *, dim: int = 128,
+    extractor: FeatureExtractor, files: Sequence[Path], out: Path, *, dim: int = GLOBAL_DIM,
     shrinkage: float = DEFAULT_SHRINKAGE, fine_weight: float | None = None,
     on_progress: ProgressFn | None = None,
 ) -> dict:
@@ -90,8 +92,9 @@ def fit_model(
         "base_model": extractor.source,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    fp = save_checkpoint(out, model, extractor.spec, pca, [], extra, extractor.stripes,
-                         stripe_pca, weight)
+    # a new projection invalidates any calibrated threshold: the record is left without one
+    fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
+                                      fine_weight=weight, classes=[], open_set=None, extra=extra))
     return {"out": str(out), "fingerprint": fp, "images": used, "skipped": dict(skipped),
             "pca": pca.describe(), "stripe_whitening": stripe_pca[0].describe(),
             "fine_weight": weight, "seconds": round(time.perf_counter() - t0, 1)}

@@ -12,17 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reidctl.data.batches import chunks, hwc_batch, prefetch
 from reidctl.data.images import SkipImage, decode_hwc, read_bytes
 from reidctl.data.names import parse_name
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
-from reidctl.pipeline.common import (
-    DEFAULT_BATCH,
-    ForwardStreams,
-    ProgressFn,
-    ensure_collection,
-    hwc_batch,
-)
+from reidctl.pipeline.common import DEFAULT_BATCH, ForwardStreams, ProgressFn, ensure_collection
 from reidctl.store import MilvusStore
 from reidctl.store._rows import meta_row, row_problem, varchar_problem
 from reidctl.store.schema import load_spec
@@ -160,27 +155,13 @@ def _chunks(
     and runs ``prepare`` on each (what the store holds of its files, their model input).
 
     Several in flight because a server's strongly consistent lookup mostly waits (for the
-    server's clock, which ticks every 200 ms by default, to pass the read's timestamp:
-    about as long as a chunk's forward pass on 2 cores); the waits overlap instead of
-    adding up.
+    server's clock, which ticks every 200 ms by default, to pass the read's timestamp);
+    the waits overlap instead of adding up.
     """
     def job(paths: Sequence[Path]) -> _Prepared:
         return prepare(*_read_chunk(paths, source, mtime))
 
-    starts = iter(range(0, len(files), size))
-    pending: deque[Future] = deque()
-
-    def submit() -> None:
-        start = next(starts, None)
-        if start is not None:
-            pending.append(pool.submit(job, files[start:start + size]))
-
-    for _ in range(ahead):
-        submit()
-    while pending:
-        current = pending.popleft()
-        submit()
-        yield current.result()
+    return prefetch(chunks(files, size), job, pool, ahead)
 
 
 class _Writer:
@@ -330,8 +311,8 @@ def ingest(
             store_oldest()
         last = writer.finish()
     if report.computed:
-        if store.is_lite:  # sealed segments: later searches and counts are ~3x faster on
-            store.flush()  # Lite; a server seals on its own and its flush waits seconds
+        if store.is_lite:  # sealed segments make later searches and counts faster on Lite;
+            store.flush()  # a server seals on its own, and its flush would only wait
         store.wait_visible(last, present=True)  # batches are written in order
     report.seconds = time.perf_counter() - t0
     if report.files and report.skipped.total() == report.files:

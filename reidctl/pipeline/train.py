@@ -25,30 +25,32 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from reidctl.config import resolve_device
 from reidctl.data.augment import AugmentSettings
+from reidctl.data.batches import decoded_batches
 from reidctl.data.sampler import check_pk, pk_batches
 from reidctl.errors import InputError, ModelError
 from reidctl.model import (
+    GLOBAL_DIM,
     GOOGLENET,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     PCA,
     BackboneSpec,
     ConvNet,
     FeatureExtractor,
+    ModelRecord,
     build_backbone,
     build_googlenet,
     load_state_dict_strict,
     save_checkpoint,
 )
-from reidctl.pipeline.common import ProgressFn, decoded_batches
+from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
 from reidctl.pipeline.train_data import (
     AugmentedImages,
@@ -64,10 +66,6 @@ from reidctl.pipeline.train_state import (
     save_state,
     state_path,
 )
-
-GLOBAL_DIM = 128
-STRIPES = 4
-FINE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -147,14 +145,6 @@ EpochFn = Callable[[EpochResult], None]
 StageFn = Callable[[str, int], ProgressFn]
 
 
-def _device(device: str) -> torch.device:
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!s} requested but CUDA is not available")
-    return dev
-
-
 def _build(settings: TrainSettings,
            num_classes: int) -> tuple[ConvNet, BackboneSpec, str]:
     """ConvNet with a seeded classifier block: (model, spec, where the backbone came from)."""
@@ -176,6 +166,14 @@ def schedule(warmup: int, total: int) -> Callable[[int], float]:
         t = min(1.0, (step - warmup) / max(total - warmup, 1))
         return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
     return factor
+
+
+def _extractor(model: ConvNet, spec: BackboneSpec, source: str,
+               dev: torch.device) -> FeatureExtractor:
+    """The model being trained as a feature extractor (fallback PCA: its features are pooled
+    raw, to imprint the classifier or fit the projections on)."""
+    return FeatureExtractor(ModelRecord(model, spec, PCA.fallback(spec.channels, GLOBAL_DIM)),
+                            dev, source)
 
 
 def _pooled_features(extractor: FeatureExtractor, files: LabeledFiles,
@@ -234,16 +232,15 @@ def _fit_and_save(
         (fingerprint, descriptions of the fitted projections).
     """
     model.to(memory_format=torch.contiguous_format).eval()
-    extractor = FeatureExtractor(model, spec, PCA.fallback(spec.channels, GLOBAL_DIM), STRIPES,
-                                 source, dev)
+    extractor = _extractor(model, spec, source, dev)
     advance = on_stage("fit projections", len(files.files)) if on_stage else None
     pca, stripe_pca, skipped = fit_projections(extractor, files.files, dim=GLOBAL_DIM,
                                                on_progress=advance)
     extra = extra | {"pca_dim": GLOBAL_DIM, "shrinkage": DEFAULT_SHRINKAGE,
                      "fit_skipped": dict(skipped),
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    fp = save_checkpoint(out, model, spec, pca, files.classes, extra, STRIPES, stripe_pca,
-                         FINE_WEIGHT)
+    fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
+                                      classes=files.classes, extra=extra))
     return fp, {"pca": pca.describe(), "stripe_whitening": stripe_pca[0].describe()}
 
 
@@ -290,7 +287,7 @@ def train(
             other settings, CUDA requested but absent.
     """
     t_start = time.perf_counter()
-    out, dev = Path(out), _device(device)
+    out, dev = Path(out), resolve_device(device)
     _validate(settings)
     files = labeled_files(data, settings.max_identities)
     try:
@@ -307,7 +304,7 @@ def train(
     plan = [pk_batches(files.labels, settings.batch_p, settings.batch_k, settings.seed, e)
             for e in range(settings.epochs)]
     total = sum(len(b) for b in plan)
-    model.to(dev, memory_format=torch.channels_last)  # NHWC convs: ~1.5x faster on CPU
+    model.to(dev, memory_format=torch.channels_last)  # NHWC: oneDNN's CPU convolutions prefer it
     opt = make_optimizer(model, settings.lr, settings.classifier_lr_mult, settings.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, schedule(sum(len(b) for b in plan[:settings.warmup_epochs]), total))
@@ -323,16 +320,13 @@ def train(
         raise InputError(f"--resume: no training state at {spath}")
     pretrained = settings.backbone != GOOGLENET.name or settings.weights is not None
     if start == 0 and settings.classifier_init == "imprint" and pretrained:
-        extractor = FeatureExtractor(model, spec, PCA.fallback(spec.channels, GLOBAL_DIM),
-                                     STRIPES, source, dev)
+        extractor = _extractor(model, spec, source, dev)
         advance = on_stage("imprint classifier", len(files.files)) if on_stage else None
         imprint_classifier(model, *_pooled_features(extractor, files, advance),
                            label_smoothing=settings.label_smoothing)
 
     dataset = AugmentedImages(files.files, files.labels, spec.input_size, settings.seed,
                               AugmentSettings(pad=settings.pad, erasing=settings.erasing))
-    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1)  # (1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1)
     done_steps = sum(len(b) for b in plan[:start])
     for epoch in range(start, settings.epochs):
         t0 = time.perf_counter()
@@ -345,7 +339,7 @@ def train(
                 on_step(TrainStep(e + 1, settings.epochs, step, len(plan[e]), base + step, total,
                                   loss, acc, opt.param_groups[0]["lr"]))
 
-        stats = run_epoch(model, batches, opt, sched, scaler, dev, mean, std,
+        stats = run_epoch(model, batches, opt, sched, scaler, dev,
                           label_smoothing=settings.label_smoothing,
                           triplet_weight=settings.triplet_weight,
                           margin=settings.triplet_margin, on_batch=report_step)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reidctl.model import ConvNet
+from reidctl.model import ConvNet, normalize
 
 
 def make_optimizer(model: ConvNet, lr: float, classifier_mult: float,
@@ -49,7 +49,7 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor,
 def run_epoch(
     model: ConvNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler, device: torch.device, mean: torch.Tensor, std: torch.Tensor,
+    scaler: torch.amp.GradScaler, device: torch.device,
     *, label_smoothing: float, triplet_weight: float, margin: float,
     on_batch: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, float]:
@@ -57,7 +57,6 @@ def run_epoch(
 
     Args:
         batches: ``(B, 3, H, W)`` uint8 images and ``(B,)`` labels.
-        mean, std: ``(1, 3, 1, 1)`` normalisation on ``device``.
         on_batch: ``(step, running loss, running accuracy)`` after each batch.
 
     Returns:
@@ -70,7 +69,7 @@ def run_epoch(
     n = 0
     for step, (images, labels) in enumerate(batches, start=1):
         x = images.to(device, non_blocking=True).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
-        x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        x = normalize(x).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
         y = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             out = model(x)

@@ -34,16 +34,15 @@ def search_width(limit: int, ef_min: int, *, filtered: bool, per_hit: int = 1) -
     """HNSW ``ef`` for a search of ``limit`` hits: ``per_hit`` x ``limit``, at least
     ``ef_min`` (and never below ``limit``, as Milvus requires).
 
-    ``per_hit`` buys recall: at 520K images and 100 hits, recall@100 against a near-exact
-    walk (ef 4096) was 82.0% at ef 100, 91.8% at 200, 95.2% at 300, 96.8% at 400 on the
-    2.3.5 server (scripts/ef_recall.py), for 2.3-5.3 ms p50 per search over two runs: the
-    machine's drift moved it more than the width did. schemas/global.json takes 3 x limit.
+    ``per_hit`` buys recall, and a wider walk costs little next to the rest of a search;
+    ``schemas/global.json`` sets it (recall@100 per width, measured with
+    ``scripts/ef_recall.py``: docs/benchmarks.md, "Scale").
 
-    The graph walk skips rows a filter rejects, so a selective filter leaves too few
-    candidates within the usual width (scripts/filter_recall.py on 7,239 CUHK03
-    images: recall@100 fell to 43.8% at 7% selectivity with ef 100, 100% with ef
-    3000, at +4 ms per query; counting the selectivity first cost more than the
-    wider walk).
+    A filter gets a fixed wider walk: the graph walk skips the rows a filter rejects,
+    so a selective filter leaves too few candidates within the usual width. Scaling
+    ``ef`` to the filter's selectivity would need the selectivity counted first, which
+    costs more than the wider walk (``scripts/filter_recall.py``: docs/benchmarks.md,
+    "Filtered coarse search").
     """
     if not filtered:
         return max(limit, min(EF_MAX, max(ef_min, per_hit * limit)))
@@ -184,8 +183,8 @@ class MilvusStore(PairUpkeep):
             ef: HNSW search width (default: see :func:`search_width`, with the
                 schema's ``ef_min`` and ``ef_per_hit``; never below ``limit``).
             with_meta: return each hit's metadata; False returns ids and distances
-                only (an empty dict per hit), which is several times cheaper for
-                hundreds of hits on Milvus Lite.
+                only (an empty dict per hit): no metadata is read or sent, which
+                matters for the hundreds of coarse candidates of a C2F search.
 
         Returns:
             Per query, ``(id, euclidean distance, {"person_id", "camera", "source",

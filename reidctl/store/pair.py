@@ -131,7 +131,7 @@ class CollectionPair:
         self._specs = {role: load_spec(role) for role in ROLES}
         self.global_name = name + self._specs["global"].suffix
         self.local_name = name + self._specs["local"].suffix
-        password = urlparse(uri).password if "://" in uri else None
+        password = None if conn.is_lite else urlparse(uri).password
         self._secrets = conn.secrets + ((password,) if password else ())
         self._meta: PairMeta | None = None
         self._lite_path: str | None = None

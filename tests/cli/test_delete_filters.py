@@ -36,6 +36,7 @@ def _json(args: list[str]) -> dict:
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow  # ingests, filters, deletes
 def test_filters_and_delete(milvus_uri: str, gallery_dir: Path, val_images: list[Path]) -> None:
     base = ["--uri", milvus_uri, "-c", "cli"]
     rep = _json(["ingest", str(gallery_dir), *base, "--time-from", "mtime", "--json", "-q"])

@@ -222,6 +222,7 @@ def test_random_selectors_delete_dry_run(gallery: dict) -> None:
     assert count(gallery) == len(rows)  # dry runs only
 
 
+@pytest.mark.slow  # many real searches
 def test_random_filters_search(gallery: dict, val_images: list[Path]) -> None:
     rng = random.Random(29)
     rows = gallery["rows"]

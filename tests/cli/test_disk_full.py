@@ -28,6 +28,7 @@ def tiny_disk(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.slow  # ingests until a small disk fills
 def test_full_disk_during_ingest(tiny_disk: Path, tmp_path: Path, val_images: list[Path]) -> None:
     folder = val_images[0].parent
     r = runner.invoke(app, ["ingest", str(folder), "--uri", str(tiny_disk / "g.db"), "-q"])

@@ -116,6 +116,10 @@ def _params() -> list:
         marks = []
         if row.situation in KNOWN_PROBLEMS:
             marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_PROBLEMS[row.situation]))
+        if "{server}" in row.command:
+            marks.append(pytest.mark.server)
+        if "(Ctrl-C)" in row.situation:  # a real ingest, interrupted, then run again
+            marks.append(pytest.mark.slow)
         params.append(pytest.param(row, id=row.id, marks=marks))
     return params
 
@@ -204,13 +208,13 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A valid checkpoint (OSNet, fallback PCA, no classifier) and broken variants."""
     import torch
 
-    from reidctl.model import PCA, ConvNet, build_backbone, save_checkpoint
+    from reidctl.model import PCA, ConvNet, ModelRecord, build_backbone, save_checkpoint
 
     root = tmp_path_factory.mktemp("error-table-ckpt")
     bb = build_backbone("osnet_x0_25")
     model = ConvNet(bb.module, bb.spec.channels, num_classes=0)
     good = root / "good.pt"
-    save_checkpoint(good, model, bb.spec, PCA.fallback(bb.spec.channels, 128), [])
+    save_checkpoint(good, ModelRecord(model, bb.spec, PCA.fallback(bb.spec.channels, 128)))
     out: dict[str, Path] = {}
 
     data = good.read_bytes()
@@ -253,8 +257,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with torch.no_grad():  # as a diverged training leaves it; saved normally, fingerprint and all
         next(nan_model.parameters()).view(-1)[0] = float("nan")
     out["nan_weights_ckpt"] = root / "nan_weights.pt"
-    save_checkpoint(out["nan_weights_ckpt"], nan_model, bb.spec,
-                    PCA.fallback(bb.spec.channels, 128), [])
+    save_checkpoint(out["nan_weights_ckpt"],
+                    ModelRecord(nan_model, bb.spec, PCA.fallback(bb.spec.channels, 128)))
     return out
 
 

@@ -69,6 +69,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, val_images: list[Path]) -> Path
     return uri
 
 
+@pytest.mark.slow  # real ingest processes
 def test_unusable_files_are_skipped_and_counted(tmp_path: Path, val_images: list[Path]) -> None:
     folder = tmp_path / "in"
     folder.mkdir()

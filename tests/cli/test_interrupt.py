@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cli_helpers import interrupt_ingest
+
+pytestmark = pytest.mark.slow  # a real ingest, interrupted, then run again
 
 REIDCTL = [sys.executable, "-m", "reidctl.cli.main"]
 

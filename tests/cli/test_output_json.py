@@ -93,6 +93,7 @@ def test_grpc_log_silenced_unless_verbose(setup: str, expected: str | None) -> N
     assert mine == "DEBUG"  # the user's own setting wins
 
 
+@pytest.mark.slow  # real processes of several commands
 def test_processes_stderr_is_clean(val_images: list[Path], tmp_path: Path) -> None:
     """Real ``reidctl ingest`` and ``search`` processes: strict JSON on stdout, nothing
     on stderr (no gRPC core lines, no absl preamble), GRPC_VERBOSITY in effect in them."""

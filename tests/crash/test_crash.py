@@ -1,14 +1,13 @@
 """SIGKILL a real `reidctl ingest` at random points, resume it, and verify the store.
 
-The logic lives in scripts/crash_check.py (also runnable on its own); these tests run
-it on 200 real CUHK03 val images, on Milvus Lite and on a Milvus server. Two directed
-cases (tests/crash/sigkill_hook.py) put the kill where a random one rarely lands:
-between a batch's local and global write, and while the collection pair is created.
+The check lives in tests/crash/check.py (its ingest runner and store reader beside it);
+these tests run it on 200 real CUHK03 val images, on Milvus Lite and on a Milvus server.
+Two directed cases (tests/crash/sigkill_hook.py) put the kill where a random one rarely
+lands: between a batch's local and global write, and while the collection pair is created.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -16,27 +15,16 @@ from pathlib import Path
 import pytest
 
 from reidctl.pipeline.ingest import WRITE_BATCHES
+from tests.crash.check import render, run_check
+from tests.crash.ingest_runner import run_ingest
+from tests.crash.store_check import read_store
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test here runs real ingests and kills them
+
 N_IMAGES = 200  # room for a kill before the last write of each run (writes of 32 rows)
 BATCH = 4  # 50 batches, 7 writes: room for kills at several points of the writing phase
 HOOK = [sys.executable, str(Path(__file__).with_name("sigkill_hook.py"))]
 COMMON = {"model": "osnet_x0_25", "device": "cpu", "token": None, "timeout": 300}
-
-
-def _load_script():  # noqa: ANN202 - a module
-    name = "crash_check"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "crash_check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-crash_check = _load_script()
 
 
 def _copy(images: list[Path], folder: Path) -> Path:
@@ -67,9 +55,9 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     images = _copy(val_images[:N_IMAGES], tmp_path / "images")
     uri = _empty_store(backend, tmp_path, request)
 
-    res = crash_check.run_check(images, uri, kills=kills, collection="crash", seed=0,
-                                batch_size=BATCH, sample=20, run_timeout=300)
-    report = crash_check.render(res)
+    res = run_check(images, uri, kills=kills, collection="crash", seed=0,
+                    batch_size=BATCH, sample=20, run_timeout=300)
+    report = render(res)
     print(report)
     n = N_IMAGES
     assert res.images == n
@@ -114,24 +102,24 @@ def test_kill_between_local_and_global_write_leaves_only_harmless_local_rows(
     n = w + BATCH  # two writes: w rows, then BATCH rows; SIGKILL after the 2nd local one
     images = _copy(val_images[:n], tmp_path / "images")
     uri = _empty_store("lite", tmp_path, request)  # (passes on the server too, 40 s slower)
-    killed, _ = crash_check.run_ingest(
+    killed, _ = run_ingest(
         images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
         launcher=HOOK, env={"CRASH_AFTER": "upsert:_local:2"}, **COMMON)
     assert killed.returncode == -9, killed.error
-    snap = crash_check.read_store(images, uri, "crash")
+    snap = read_store(images, uri, "crash")
     assert snap["global_count"] == w, snap
     assert snap["local_count"] == n, snap
     assert snap["local_without_global"] == BATCH, snap  # the cut write: local only
     assert snap["global_without_local"] == 0, snap
     assert snap["duplicates_global"] == snap["duplicates_local"] == 0, snap
 
-    final, _ = crash_check.run_ingest(images, uri, "crash", BATCH, n, plan=None,
-                                      period_hint=1.0, skip_upto=0, **COMMON)
+    final, _ = run_ingest(images, uri, "crash", BATCH, n, plan=None,
+                          period_hint=1.0, skip_upto=0, **COMMON)
     assert final.outcome == "final", final.error
     r = final.report
     assert r["unchanged"] == w, r
     assert r["ingested"] == BATCH and r["updated"] == 0, r  # the cut write redone
-    s = crash_check.read_store(images, uri, "crash", sample=8)
+    s = read_store(images, uri, "crash", sample=8)
     assert s["global_count"] == s["local_count"] == s["global_distinct"] == n, s
     assert s["local_without_global"] == s["global_without_local"] == 0, s
     assert s["duplicates_global"] == s["duplicates_local"] == 0, s
@@ -150,15 +138,15 @@ def test_kill_while_creating_the_collection_pair_is_completed_by_the_rerun(
     n = 10
     images = _copy(val_images[:n], tmp_path / "images")
     uri = _empty_store(backend, tmp_path, request)
-    killed, _ = crash_check.run_ingest(
+    killed, _ = run_ingest(
         images, uri, "crash", BATCH, n, plan=None, period_hint=1.0, skip_upto=0,
         launcher=HOOK, env={"CRASH_AFTER": f"create_collection:{suffix}:1"}, **COMMON)
     assert killed.returncode == -9, killed.error
 
-    final, _ = crash_check.run_ingest(images, uri, "crash", BATCH, n, plan=None,
-                                      period_hint=1.0, skip_upto=0, **COMMON)
+    final, _ = run_ingest(images, uri, "crash", BATCH, n, plan=None,
+                          period_hint=1.0, skip_upto=0, **COMMON)
     assert final.outcome == "final", final.error
     assert final.report["ingested"] == n, final.report
-    s = crash_check.read_store(images, uri, "crash")
+    s = read_store(images, uri, "crash")
     assert s["global_count"] == s["local_count"] == s["global_distinct"] == n, s
     assert s["local_without_global"] == s["global_without_local"] == 0, s

@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from reidctl.model import (
     PCA,
     ConvNet,
     FeatureExtractor,
+    ModelRecord,
     fingerprint,
     load_checkpoint,
     load_model,
@@ -56,9 +58,10 @@ def good(osnet: FeatureExtractor, tmp_path_factory: pytest.TempPathFactory) -> P
         torch.manual_seed(3)
         model = ConvNet(osnet.model.backbone, channels=128, num_classes=2)
     path = tmp_path_factory.mktemp("validation") / "good.pt"
-    save_checkpoint(path, model, OSNET_X0_25, _fitted(0, False), ["p1", "p2"], {"epochs": 1},
-                    stripe_pca=[_fitted(j + 1, True) for j in range(4)], fine_weight=0.7,
-                    open_set=OPEN_SET)
+    save_checkpoint(path, ModelRecord(
+        model, OSNET_X0_25, _fitted(0, False), ["p1", "p2"], extra={"epochs": 1},
+        stripe_pca=tuple(_fitted(j + 1, True) for j in range(4)), fine_weight=0.7,
+        open_set=OPEN_SET))
     return path
 
 
@@ -191,7 +194,7 @@ def test_non_finite_weights_saved_by_a_diverged_training(
     with torch.no_grad():
         param[0, 0, 0, 0] = float("nan")
     path = tmp_path / "diverged.pt"
-    save_checkpoint(path, ConvNet(backbone, 128), OSNET_X0_25, PCA.fallback(128), [])
+    save_checkpoint(path, ModelRecord(ConvNet(backbone, 128), OSNET_X0_25, PCA.fallback(128)))
     _expect(path, f"'backbone.{name}'", "NaN or inf")
 
 
@@ -356,20 +359,20 @@ def test_missing_nested_field(good: Path, tmp_path: Path, edit: Edit, fragment: 
 
 def test_save_refuses_what_load_would(good: Path, tmp_path: Path) -> None:
     ck = load_checkpoint(good)
-    args = (ck.model, ck.spec, ck.pca, ck.classes, ck.extra, ck.stripes, ck.stripe_pca)
+    ck = replace(ck, open_set=None)
     for weight in (float("nan"), -1.0, 1e30, True):
         with pytest.raises(ValueError, match="fine_weight"):
-            save_checkpoint(tmp_path / "w.pt", *args, fine_weight=weight)
+            save_checkpoint(tmp_path / "w.pt", replace(ck, fine_weight=weight))
     for threshold in (float("nan"), -0.1):
         with pytest.raises(ValueError, match="open_set.threshold"):
-            save_checkpoint(tmp_path / "t.pt", *args, open_set={"threshold": threshold})
+            save_checkpoint(tmp_path / "t.pt", replace(ck, open_set={"threshold": threshold}))
     nan_pca = PCA(torch.full((128,), float("nan")), torch.eye(128), None, False, "identity")
     with pytest.raises(ValueError, match=r"pca.mean holds NaN"):
-        save_checkpoint(tmp_path / "p.pt", ck.model, ck.spec, nan_pca, ck.classes)
+        save_checkpoint(tmp_path / "p.pt", replace(ck, pca=nan_pca, stripe_pca=()))
     for name in ("w.pt", "t.pt", "p.pt"):
         assert not (tmp_path / name).exists()
-    fp = save_checkpoint(tmp_path / "inf.pt", *args, fine_weight=np.float32(0.25),
-                         open_set={"threshold": math.inf, "target_fmr": 1.0})
+    fp = save_checkpoint(tmp_path / "inf.pt", replace(
+        ck, fine_weight=np.float32(0.25), open_set={"threshold": math.inf, "target_fmr": 1.0}))
     back = load_checkpoint(tmp_path / "inf.pt")  # calibrating at FMR 1 accepts every match
     assert back.fingerprint == fp and back.open_set["threshold"] == math.inf
     assert back.fine_weight == 0.25
@@ -426,8 +429,8 @@ def lite_db(val_images: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
 def zero_shot_ckpt(osnet: FeatureExtractor, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model as a checkpoint: its fingerprint is the one the database holds."""
     path = tmp_path_factory.mktemp("validation-cli-model") / "zero_shot.pt"
-    save_checkpoint(path, ConvNet(osnet.model.backbone, 128), OSNET_X0_25, osnet.pca, [],
-                    open_set={"threshold": 0.8})
+    save_checkpoint(path, ModelRecord(ConvNet(osnet.model.backbone, 128), OSNET_X0_25, osnet.pca,
+                                      open_set={"threshold": 0.8}))
     return path
 
 

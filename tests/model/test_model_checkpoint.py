@@ -18,6 +18,7 @@ from reidctl.model import (
     PCA,
     ConvNet,
     FeatureExtractor,
+    ModelRecord,
     fingerprint,
     load_checkpoint,
     load_model,
@@ -37,7 +38,8 @@ def trained(
     features = np.random.default_rng(0).standard_normal((200, 128)).astype(np.float32)
     pca = PCA.fit(features, dim=128)
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    fp = save_checkpoint(path, model, OSNET_X0_25, pca, ["a", "b", "c"], {"lr": 0.01, "epochs": 2})
+    fp = save_checkpoint(path, ModelRecord(model, OSNET_X0_25, pca, ["a", "b", "c"],
+                                           extra={"lr": 0.01, "epochs": 2}))
     return path, model, pca, fp
 
 
@@ -60,7 +62,7 @@ def test_round_trip_without_onnx_file(
     assert extractor.fingerprint == fp and extractor.pca_kind == "pca"
     x = seeded_images(2, (256, 128), seed=5)
     ours = extractor.extract(x)
-    direct = FeatureExtractor(model, OSNET_X0_25, pca).extract(x)
+    direct = FeatureExtractor(ModelRecord(model, OSNET_X0_25, pca)).extract(x)
     np.testing.assert_array_equal(ours.global_, direct.global_)
     np.testing.assert_array_equal(ours.local, direct.local)
     assert extractor.describe()["weights"] == f"checkpoint:{path}"
@@ -118,13 +120,13 @@ def test_mismatched_state_dict_and_tampered_weights(
 def test_save_refuses_bad_inputs(osnet: FeatureExtractor, tmp_path: Path) -> None:
     model = ConvNet(osnet.model.backbone, channels=128, num_classes=0)
     with pytest.raises(ValueError, match="class names"):
-        save_checkpoint(tmp_path / "x.pt", model, OSNET_X0_25, PCA.fallback(128), ["a"])
+        save_checkpoint(tmp_path / "x.pt", ModelRecord(model, OSNET_X0_25, PCA.fallback(128),
+                                                       ["a"]))
     with pytest.raises(ValueError, match="extra"):
-        save_checkpoint(
-            tmp_path / "x.pt", model, OSNET_X0_25, PCA.fallback(128), [], {"arr": np.zeros(2)}
-        )
+        save_checkpoint(tmp_path / "x.pt", ModelRecord(model, OSNET_X0_25, PCA.fallback(128),
+                                                       extra={"arr": np.zeros(2)}))
     with pytest.raises(ValueError, match="PCA"):
-        save_checkpoint(tmp_path / "x.pt", model, OSNET_X0_25, PCA.fallback(1024), [])
+        save_checkpoint(tmp_path / "x.pt", ModelRecord(model, OSNET_X0_25, PCA.fallback(1024)))
 
 
 def test_fingerprint_stable_and_sensitive(
@@ -159,7 +161,7 @@ def test_googlenet_round_trip_and_state_dict_file(
     googlenet: FeatureExtractor, tmp_path: Path
 ) -> None:
     path = tmp_path / "g.pt"
-    fp = save_checkpoint(path, googlenet.model, googlenet.spec, googlenet.pca, [])
+    fp = save_checkpoint(path, googlenet.record)
     again = load_model(path)
     assert (
         fp == again.fingerprint == googlenet.fingerprint and again.pca_kind == "random-orthogonal"

@@ -16,9 +16,8 @@ from reidctl.cli.bench_cmd import register
 from reidctl.data import distractors as dx
 from reidctl.data.datasets import cuhk03
 from reidctl.errors import InputError
-from reidctl.metrics import relevance, score_ranking
 from reidctl.model import FeatureExtractor, load_model
-from reidctl.pipeline.bench import INGEST_ROUNDS, ap_from_positions
+from reidctl.pipeline.bench import INGEST_ROUNDS
 from reidctl.pipeline.bench_cache import DistractorCache, gallery_features, grow
 from reidctl.pipeline.common import to_batch
 from reidctl.store import MilvusStore
@@ -96,25 +95,6 @@ def test_a_splice_is_the_top_of_one_person_over_the_bottom_of_another(
         assert ((seam >= lo - 1) & (seam <= hi + 1)).all()
 
 
-def test_ap_from_ranks_equals_score_ranking() -> None:
-    rng = np.random.default_rng(0)
-    for case in range(300):
-        n = int(rng.integers(1, 40))
-        pids = rng.integers(0, 4, n).astype(str)
-        cams = rng.integers(0, 2, n).astype(str)
-        good, junk = relevance("1", "0", pids, cams, frozenset({"3"} if case % 2 else set()))
-        ranked = rng.permutation(n)[: int(rng.integers(0, n + 1))]  # maybe cut off
-        kept = ranked[~junk[ranked]]
-        positions = np.flatnonzero(good[kept])
-        want = score_ranking(ranked, good, junk)
-        got = ap_from_positions(rng.permutation(positions), int(good.sum()))
-        assert got.first_hit == want.first_hit and got.n_good == want.n_good
-        np.testing.assert_allclose([got.ap, got.ap_trapz], [want.ap, want.ap_trapz],
-                                   equal_nan=True)
-    # two relevant images at the same distance take consecutive places
-    assert ap_from_positions([0, 0], 2).ap == 1.0
-
-
 def test_the_cache_resumes_from_the_last_complete_chunk(
     tmp_path: Path, extractor: FeatureExtractor, train_files: list[Path],
 ) -> None:
@@ -183,6 +163,7 @@ def _invoke(root: Path, train: Path, tmp: Path, *extra: str):  # noqa: ANN202
         "--json", "-q", *extra])
 
 
+@pytest.mark.slow  # a whole bench run
 def test_a_tiny_bench_run(small_root: Path, cuhk03_root: Path, tmp_path: Path) -> None:
     r = _invoke(small_root, cuhk03_root / "train", tmp_path, "--plot", str(tmp_path / "p.png"))
     assert r.exit_code == 0, r.output
@@ -231,6 +212,7 @@ def test_backend_and_uri_must_agree(small_root: Path, tmp_path: Path) -> None:
     assert "milvus-lite URI" in one_line_error(r)
 
 
+@pytest.mark.slow  # a whole bench run
 def test_prepare_fills_the_cache_only(small_root: Path, cuhk03_root: Path, tmp_path: Path) -> None:
     r = _invoke(small_root, cuhk03_root / "train", tmp_path, "--prepare")
     assert r.exit_code == 0, r.output

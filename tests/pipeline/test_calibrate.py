@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -138,18 +139,17 @@ def test_old_checkpoint_without_open_set_loads(calibrated: tuple[Path, dict],
 def test_save_checkpoint_open_set_is_plain_data(calibrated: tuple[Path, dict],
                                                 tmp_path: Path) -> None:
     ck = load_checkpoint(calibrated[0])
-    args = (ck.model, ck.spec, ck.pca, ck.classes, ck.extra, ck.stripes, ck.stripe_pca,
-            ck.fine_weight)
-    fp = save_checkpoint(tmp_path / "np.pt", *args,
-                         open_set={"threshold": np.float64(0.5), "tmr": float("inf")})
+    fp = save_checkpoint(tmp_path / "np.pt", replace(
+        ck, open_set={"threshold": np.float64(0.5), "tmr": float("inf")}))
     back = load_checkpoint(tmp_path / "np.pt")  # weights_only: numpy scalars would not load
     assert fp == ck.fingerprint and back.open_set == {"threshold": 0.5, "tmr": float("inf")}
     assert type(back.open_set["threshold"]) is float
     for bad in ({"threshold": True}, {"threshold": "0.5"}, [0.5]):
         with pytest.raises(ValueError, match="open_set"):
-            save_checkpoint(tmp_path / "bad.pt", *args, open_set=bad)  # type: ignore[arg-type]
+            save_checkpoint(tmp_path / "bad.pt", replace(ck, open_set=bad))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="open_set"):
-        save_checkpoint(tmp_path / "bad.pt", *args, open_set={"threshold": 1.0, "x": object()})
+        save_checkpoint(tmp_path / "bad.pt",
+                        replace(ck, open_set={"threshold": 1.0, "x": object()}))
 
 
 def test_target_outside_unit_interval_is_an_input_error(

@@ -53,8 +53,8 @@ def test_fitted_model_evaluates_and_c2f_with_full_gallery_equals_linear(
                      [g for g in full.gallery if g.person_id in keep])
     with MilvusStore(str(tmp_path / "f.db"), "f") as store:
         r = evaluate(small, store, load_model(fitted[0]), m=500, device=torch.device("cpu"))
-    c2f, linear = r["methods"]["c2f"], r["methods"]["linear"]
-    assert r["M"] == len(small.gallery)  # every gallery image re-ranked
-    assert c2f["mAP"] == pytest.approx(linear["mAP"], abs=1e-6)
-    assert c2f["rank1"] == pytest.approx(linear["rank1"])
-    assert r["model"]["pca"] == "pca"
+    c2f, linear = r.methods["c2f"], r.methods["linear"]
+    assert r.M == len(small.gallery)  # every gallery image re-ranked
+    assert c2f.mAP == pytest.approx(linear.mAP, abs=1e-6)
+    assert c2f.rank1 == pytest.approx(linear.rank1)
+    assert r.model["pca"] == "pca"

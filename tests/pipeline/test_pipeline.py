@@ -155,12 +155,16 @@ def test_eval_reports_three_methods(store, extractor, cuhk03_root) -> None:
                      [q for q in full.queries if q.person_id in keep],
                      [g for g in full.gallery if g.person_id in keep])
     r = evaluate(small, store, extractor, m=30, device=CPU)
-    assert r["gallery_size"] == len(small.gallery) and r["num_queries"] == len(small.queries)
-    assert set(r["methods"]) == {"coarse", "c2f", "linear"}
-    for m in r["methods"].values():
-        assert 0 < m["mAP"] <= 100 and 0 <= m["rank1"] <= m["rank5"] <= m["rank10"] <= 100
-        assert m["ms_p50"] > 0 and m["ms_p95"] >= m["ms_p50"]
-    assert r["ingest"]["ingested"] == len(small.gallery)
+    assert r.gallery_size == len(small.gallery) and r.num_queries == len(small.queries)
+    assert list(r.methods) == ["coarse", "c2f", "linear"]
+    for m in r.methods.values():
+        assert 0 < m.mAP <= 100 and 0 <= m.rank1 <= m.rank5 <= m.rank10 <= 100
+        assert m.ms_p50 > 0 and m.ms_p95 >= m.ms_p50
+        assert m.single_shot is not None and set(m.single_shot) == {"rank1", "rank5", "rank10"}
+    assert r.ingest.ingested == len(small.gallery)
+    assert set(r.c2f_stages_ms_p50) == {"coarse", "fetch", "rerank"}
+    d = r.to_dict()  # the --json object
+    assert d["methods"]["c2f"]["mAP"] == r.methods["c2f"].mAP and "open_set" not in d
     again = evaluate(small, store, extractor, m=30, device=CPU)
-    assert again["ingest"]["unchanged"] == len(small.gallery)
-    assert again["methods"]["c2f"]["mAP"] == pytest.approx(r["methods"]["c2f"]["mAP"])
+    assert again.ingest.unchanged == len(small.gallery)
+    assert again.methods["c2f"].mAP == pytest.approx(r.methods["c2f"].mAP)

@@ -57,6 +57,7 @@ def trained(train_dir: Path, tmp_path_factory: pytest.TempPathFactory,
     return out, report, fitted
 
 
+@pytest.mark.slow  # trains a model (the module's `trained`)
 def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
     trained: tuple[Path, dict[str, Any], dict[str, Any]],
 ) -> None:
@@ -75,6 +76,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
     assert load_model(out).fingerprint == report["fingerprint"]
 
 
+@pytest.mark.slow  # trains a model (the module's `trained`)
 def test_pca_round_trips_through_the_checkpoint(
     trained: tuple[Path, dict[str, Any], dict[str, Any]],
 ) -> None:
@@ -87,6 +89,7 @@ def test_pca_round_trips_through_the_checkpoint(
             assert torch.equal(a, b.cpu())
 
 
+@pytest.mark.slow  # trains a model (the module's `trained`)
 def test_checkpoint_evaluates_through_the_cli(
     trained: tuple[Path, dict[str, Any], dict[str, Any]], cuhk03_root: Path, tmp_path: Path,
 ) -> None:
@@ -105,6 +108,7 @@ def test_checkpoint_evaluates_through_the_cli(
     assert 0 < report["methods"]["c2f"]["mAP"] <= 100
 
 
+@pytest.mark.slow  # trains a model (the module's `trained`)
 def test_resumed_run_equals_uninterrupted_run(
     trained: tuple[Path, dict[str, Any], dict[str, Any]], train_dir: Path, tmp_path: Path,
 ) -> None:
@@ -140,6 +144,7 @@ def test_corrupt_state_file_is_aone_line_error(train_dir: Path, tmp_path: Path) 
     assert "corrupted" in one_line_error(r)
 
 
+@pytest.mark.slow  # trains a model (the module's `trained`)
 def test_state_from_other_settings_is_refused(
     trained: tuple[Path, dict[str, Any], dict[str, Any]], train_dir: Path, tmp_path: Path,
 ) -> None:

@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
 from tests.milvus_server import drop_all
+
+pytestmark = pytest.mark.slow  # 20 rounds of a real delete and ingest
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = [sys.executable, str(Path(__file__).with_name("pause_hook.py"))]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
+from reidctl.config import is_lite_uri
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
 from reidctl.store import MilvusStore, StoreInfo, connect
 from tests.store.conftest import GLOBAL_DIM, LOCAL_DIM, MODEL, Gallery
@@ -105,7 +106,7 @@ def test_reopen_after_restart_loads_the_collections(
     # A restarted Milvus Lite (like a released server collection) comes back unloaded.
     filled.flush()
     filled.close()
-    if "://" in milvus_uri:
+    if not is_lite_uri(milvus_uri):
         MilvusClient(milvus_uri).release_collection(filled.global_name)
         MilvusClient(milvus_uri).release_collection(filled.local_name)
     else:

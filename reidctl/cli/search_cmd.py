@@ -1,0 +1,87 @@
+"""``reidctl search``: the gallery images most like each query image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reidctl.cli import render
+from reidctl.cli.common import (
+    CollectionOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    TokenOpt,
+    UriOpt,
+    check_output_file,
+    errors_to_exit,
+    load_extractor,
+    note,
+    open_store,
+    parse_time,
+    print_json,
+)
+from reidctl.config import DEFAULT_URI
+
+_FILTERS = "Filters"
+
+
+def search(
+    ctx: typer.Context,
+    images: Annotated[list[Path], typer.Argument(help="Query image(s).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=1000)] = 10,
+    m: Annotated[int, typer.Option("--m", min=1, max=16384,
+                                   help="Coarse candidates re-ranked by local features.")] = 500,
+    uri: UriOpt = DEFAULT_URI, token: TokenOpt = None, collection: CollectionOpt = "gallery",
+    model: ModelOpt = "osnet_x0_25", device: DeviceOpt = "auto", json_out: JsonOpt = False,
+    camera: Annotated[list[str] | None, typer.Option(
+        help="Only these cameras (repeatable).", rich_help_panel=_FILTERS)] = None,
+    exclude_camera: Annotated[list[str] | None, typer.Option(
+        help="Not these cameras (repeatable).", rich_help_panel=_FILTERS)] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        help="Only these sources (repeatable).", rich_help_panel=_FILTERS)] = None,
+    after: Annotated[str | None, typer.Option(
+        help="Captured at or after (ISO 8601, UTC by default).", rich_help_panel=_FILTERS)] = None,
+    before: Annotated[str | None, typer.Option(
+        help="Captured before (ISO 8601).", rich_help_panel=_FILTERS)] = None,
+    grid: Annotated[Path | None, typer.Option(
+        help="Also draw the ranked lists into this PNG (query, then the top-k).",
+        show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, help="Answer 'no match' beyond this distance (default: the model's "
+        "calibrated threshold, see reidctl calibrate).", show_default=False)] = None,
+) -> None:
+    """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
+    with errors_to_exit():
+        from reidctl.pipeline.search import search as run_search
+        from reidctl.types import Selection
+
+        if grid is not None:
+            check_output_file(grid, "--grid")
+        where = Selection(cameras=tuple(camera or ()), exclude_cameras=tuple(exclude_camera or ()),
+                          sources=tuple(source or ()), after_ms=parse_time(after, "--after"),
+                          before_ms=parse_time(before, "--before"))
+        store = open_store(uri, collection, token, ctx, must_exist=True)
+        extractor, dev = load_extractor(model, device)
+        results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
+                             where=None if where.empty else where, threshold=threshold)
+        rows = [r.to_dict() for r in results]
+        for r in rows:
+            for warning in r["warnings"]:
+                note(f"warning: {r['query']}: {warning}")
+        if grid is not None:
+            from reidctl.pipeline.grids import search_grid
+
+            search_grid(rows, grid)
+        if json_out:
+            print_json({"collection": collection, "model": extractor.fingerprint, "results": rows}
+                       | ({"grid": str(grid)} if grid else {}))
+        else:
+            render.search_results(rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the ``search`` command to ``app``."""
+    app.command("search")(search)

@@ -219,8 +219,22 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK if path.is_dir() else os.W_OK)
 
 
+def _existing_folder(path: Path, option: str) -> Path:
+    """The nearest folder that exists on the way to ``path`` (writers create the rest),
+    checked to be a writable folder."""
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{option}: {folder} is a file, so {path} cannot be made")
+    if not _writable(folder):
+        raise InputError(f"{option}: cannot write into {folder} (permission denied)")
+    return folder
+
+
 def check_output_file(path: Path, option: str) -> Path:
-    """Checks, before any work, that the file of an output option can be written.
+    """Checks, before any work, that the file of an output option can be written (its
+    missing folders are created when it is written).
 
     Args:
         path: the file to write (it may exist: it is replaced).
@@ -230,36 +244,34 @@ def check_output_file(path: Path, option: str) -> Path:
         ``path`` with ``~`` expanded.
 
     Raises:
-        InputError: the path is a folder, its folder does not exist, or either is not
-            writable.
+        InputError: the path is a folder, a file stands where a folder must be, or it
+            cannot be written.
     """
     p = path.expanduser()
     if p.is_dir():
         raise InputError(f"{option} {path} is a folder: give the path of a file to write")
-    parent = p.absolute().parent
-    if not parent.is_dir():
-        raise InputError(f"{option}: the folder of {path} does not exist: {parent}")
-    if not _writable(parent) or (p.exists() and not _writable(p)):
+    _existing_folder(p, option)
+    if p.exists() and not _writable(p):
         raise InputError(f"{option}: cannot write {path} (permission denied)")
     return p
 
 
 def check_output_dir(path: Path, option: str) -> Path:
     """Checks, before any work, that the folder of an output option can be written to
-    (it is created when its parent exists).
+    (it is created, with its missing parents, when it does not exist).
 
     Raises:
-        InputError: the path is a file, its parent folder does not exist, or it is not
-            writable.
+        InputError: the path is a file, a file stands where a folder must be, or it
+            cannot be written.
     """
     p = path.expanduser()
     if p.exists() and not p.is_dir():
         raise InputError(f"{option} {path} is a file: give a folder to write into")
-    target = p if p.is_dir() else p.absolute().parent
-    if not target.is_dir():
-        raise InputError(f"{option}: the folder of {path} does not exist: {target}")
-    if not _writable(target):
-        raise InputError(f"{option}: cannot write into {target} (permission denied)")
+    if p.is_dir():
+        if not _writable(p):
+            raise InputError(f"{option}: cannot write into {p} (permission denied)")
+    else:
+        _existing_folder(p, option)
     return p
 
 

@@ -132,14 +132,17 @@ def test_check_output_file_and_dir(tmp_path: Path) -> None:
     assert check_output_file(tmp_path / "new.png", "--out") == tmp_path / "new.png"
     with pytest.raises(InputError, match="--grid .* is a folder"):
         check_output_file(tmp_path, "--grid")
-    with pytest.raises(InputError, match="--plot: the folder of .* does not exist"):
-        check_output_file(tmp_path / "no" / "p.png", "--plot")
+    assert check_output_file(tmp_path / "no" / "p.png", "--plot")  # folders made on write
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="--plot: .*file is a file"):
+        check_output_file(tmp_path / "file" / "p.png", "--plot")
     assert check_output_dir(tmp_path, "--grid") == tmp_path
     assert check_output_dir(tmp_path / "new", "--grid") == tmp_path / "new"  # made later
     with pytest.raises(InputError, match="--grid .* is a file"):
         check_output_dir(tmp_path / "f.png", "--grid")
-    with pytest.raises(InputError, match="--grid: the folder of .* does not exist"):
-        check_output_dir(tmp_path / "no" / "dir", "--grid")
+    assert check_output_dir(tmp_path / "no" / "dir", "--grid")  # made with its parents
+    with pytest.raises(InputError, match="--grid: .*file is a file"):
+        check_output_dir(tmp_path / "file" / "dir", "--grid")
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -155,16 +158,16 @@ def test_check_output_file_and_dir(tmp_path: Path) -> None:
     ["train", "--data", "{data}", "--out", "{target}"],
     ["bench", "--root", "{data}", "--plot", "{target}", "--n", "0"],
 ])
-@pytest.mark.parametrize("target", ["folder", "missing parent"])
+@pytest.mark.parametrize("target", ["folder", "file in the way"])
 def test_output_file_options_fail_fast(argv: list[str], target: str, tmp_path: Path,
                                        val_images: list[Path]) -> None:
-    path = tmp_path if target == "folder" else tmp_path / "missing" / "out.png"
+    (tmp_path / "blocker").write_text("a file where a folder would be made\n")
+    path = tmp_path if target == "folder" else tmp_path / "blocker" / "missing" / "out.png"
     values = {"{image}": str(val_images[0]), "{data}": str(val_images[0].parent.parent),
               "{target}": str(path)}
     r = runner.invoke(app, [values.get(a, a) for a in argv], env=RUNNER_ENV)
     assert r.exit_code == 2, r.output + r.stderr
     line = r.stderr.strip()
     assert line.startswith(f"error: {argv[argv.index('{target}') - 1]}")
-    assert ("is a folder" if target == "folder" else "does not exist") in line
+    assert ("is a folder" if target == "folder" else "blocker is a file") in line
     assert r.stdout == ""
-    assert not (tmp_path / "missing").exists()

@@ -175,11 +175,13 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
     exe = Path(sys.executable).with_name("reidctl")
     if not exe.exists():
         pytest.skip("the reidctl console script is not installed")
-    script = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True,
-                            text=True, check=True).stdout
-    assert "_REIDCTL_COMPLETE=complete_bash" in script
-    env = os.environ | {"_REIDCTL_COMPLETE": "complete_bash", "COMP_CWORD": "1",
-                        "COMP_WORDS": "reidctl in"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REIDCTL_")}
+    shown = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True,
+                           text=True, env=clean, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "_REIDCTL_COMPLETE=complete_bash" in shown.stdout
+    env = clean | {"_REIDCTL_COMPLETE": "complete_bash", "COMP_CWORD": "1",
+                   "COMP_WORDS": "reidctl in"}
     words = subprocess.run([str(exe)], env=env, capture_output=True, text=True).stdout.split()
     assert {"info", "ingest"} <= set(words)
     env |= {"COMP_CWORD": "2", "COMP_WORDS": "reidctl search --to"}

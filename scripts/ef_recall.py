@@ -39,7 +39,7 @@ def main() -> None:
     queries = cuhk03(DATA, "val").queries
     f_g, _ = extract_files(extractor, [q.path for q in queries])
     with MilvusStore(a.uri, a.collection) as store:
-        exact = [{i for i, _, _ in hits}
+        exact = [{h.id for h in hits}
                  for hits in store.search(f_g, a.k, ef=REFERENCE_EF, with_meta=False)]
         for ef in a.ef:
             ms, recall = [], []
@@ -47,7 +47,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 hits = store.search(q[None], a.k, ef=ef, with_meta=False)[0]
                 ms.append((time.perf_counter() - t0) * 1e3)
-                recall.append(len(want & {i for i, _, _ in hits}) / a.k)
+                recall.append(len(want & {h.id for h in hits}) / a.k)
             print(f"ef {ef:5d}: recall@{a.k} {np.mean(recall):.4f} (vs ef {REFERENCE_EF}), "
                   f"search p50 {np.percentile(ms, 50):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms",
                   flush=True)

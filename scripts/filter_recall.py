@@ -24,7 +24,6 @@ from reidctl.model import load_model
 from reidctl.pipeline.common import extract_files
 from reidctl.pipeline.ingest import ingest
 from reidctl.store import MilvusStore
-from reidctl.store.filters import to_expr
 from reidctl.types import Selection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +73,11 @@ def main() -> None:
         hits, ms = [], []
         for q in q_g:
             t = time.perf_counter()
-            got = store.search(q[None], args.k, filter=to_expr(sel) or None)[0]
+            got = store.search(q[None], args.k, where=None if sel.empty else sel)[0]
             ms.append((time.perf_counter() - t) * 1e3)
             d = ((g[cand] - q) ** 2).sum(1)
             exact = {ids[i] for i in cand[np.argsort(d)[: args.k]]}
-            hits.append(len(exact & {i for i, _, _ in got}) / len(exact))
+            hits.append(len(exact & {h.id for h in got}) / len(exact))
         print(f"| {name} | {len(cand)} | {100 * np.mean(hits):.2f}% | {np.median(ms):.1f} |")
 
 

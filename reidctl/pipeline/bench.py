@@ -36,7 +36,6 @@ from reidctl.data.images import decode_hwc, read_bytes
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.bench_cache import (
-    CONSISTENCY,
     DEFAULT_CHUNK,
     F_L_DTYPE,
     DistractorCache,
@@ -58,8 +57,7 @@ from reidctl.pipeline.rankers import InMemoryC2F, MilvusC2F, MilvusCoarse, Strea
 from reidctl.pipeline.reports import BenchReport, BenchRun, MethodReport, PrepareReport
 from reidctl.pipeline.stages import StageFn, stage_opener
 from reidctl.rerank import rerank
-from reidctl.store import MilvusStore
-from reidctl.store.milvus import MAX_TOPK
+from reidctl.store import MAX_TOPK, MilvusStore
 from reidctl.timing import Stopwatch
 
 DEFAULT_SIZES = (0, 10_000, 100_000, 520_000)
@@ -90,15 +88,14 @@ def _batched_qps(store: MilvusStore, queries: Features, m: int, weight: float,
     nq = len(queries.metas)
     with Stopwatch() as sw:
         for s in range(0, nq, QUERY_BLOCK):
-            hits = store.search(queries.f_g[s:s + QUERY_BLOCK], m, consistency=CONSISTENCY,
-                                with_meta=False)
-            ids = list(dict.fromkeys(pk for rows in hits for pk, _, _ in rows))
-            f_l = store.fetch_local(ids, consistency=CONSISTENCY)  # (U, Dl)
+            hits = store.search(queries.f_g[s:s + QUERY_BLOCK], m, with_meta=False)
+            ids = list(dict.fromkeys(h.id for per_query in hits for h in per_query))
+            f_l = store.fetch_local(ids)  # (U, Dl)
             row = {pk: i for i, pk in enumerate(ids)}
-            for j, rows in enumerate(hits):
-                cand = f_l[[row[pk] for pk, _, _ in rows]]
+            for j, per_query in enumerate(hits):
+                cand = f_l[[row[h.id] for h in per_query]]
                 rerank(queries.f_l[s + j], cand, device,
-                       coarse_distances=np.array([d for _, d, _ in rows], np.float32),
+                       coarse_distances=np.array([h.distance for h in per_query], np.float32),
                        local_weight=weight)
     return nq / sw.seconds
 
@@ -111,8 +108,7 @@ def measure(store: MilvusStore, queries: Features, gallery: Features, cache: Dis
     size = len(gallery.ids) + n
     m = min(m, size, MAX_TOPK)
     index = {pk: i for i, pk in enumerate(gallery.ids)}
-    fine = MilvusC2F(store, queries.f_g, queries.f_l, m, index, device, fine_weight=weight,
-                     consistency=CONSISTENCY)
+    fine = MilvusC2F(store, queries.f_g, queries.f_l, m, index, device, fine_weight=weight)
     # the labelled block first, then the distractors, read one block at a time
     blocks = chain([(gallery.f_g, gallery.f_l)],
                    ((g, loc) for _, g, loc in cache.blocks(n, LINEAR_BLOCK)))
@@ -120,7 +116,7 @@ def measure(store: MilvusStore, queries: Features, gallery: Features, cache: Dis
         queries.f_g, queries.f_l, blocks, fine_weight=weight, top=m, device=device,
         on_progress=stage(f"linear scan N={n}", size))
     advance = stage(f"search N={n}", truth.num_queries)
-    methods = run_protocol(truth, [MilvusCoarse(store, queries.f_g, m, index, CONSISTENCY), fine],
+    methods = run_protocol(truth, [MilvusCoarse(store, queries.f_g, m, index), fine],
                            [scan], on_query=(lambda _qi: advance(1)) if advance else None)
     return BenchRun(
         backend="", collection=store.name, n_distractors=n, gallery_size=size,

@@ -30,7 +30,6 @@ from reidctl.types import ImageMeta
 CACHE_FORMAT = "reidctl.bench_cache/1"
 DEFAULT_CHUNK = 2048  # distractors per cache file
 F_L_DTYPE = "float16"  # cached f_l: half the disk, max abs error ~1e-4 (recorded per chunk)
-CONSISTENCY = "Bounded"  # the search default; runs after wait_visible
 
 
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:

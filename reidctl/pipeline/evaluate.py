@@ -22,9 +22,6 @@ from reidctl.pipeline.stages import StageFn, stage_opener
 from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch
 
-STRONG = "Strong"  # the gallery read-back sees everything inserted, by any client
-SESSION = "Session"  # per-query reads: sees this client's own writes, without Strong's wait
-
 
 @dataclass(frozen=True)
 class Gallery:
@@ -46,7 +43,7 @@ def read_gallery(store: MilvusStore, device: torch.device) -> Gallery:
     cams: list[str] = []
     gs: list[np.ndarray] = []
     ls: list[np.ndarray] = []
-    for batch in store.iterate(with_vectors=True, consistency=STRONG):
+    for batch in store.iterate(with_vectors=True, fresh=True):
         ids.extend(batch["id"])
         pids.extend(m["person_id"] for m in batch["meta"])
         cams.extend(m["camera"] for m in batch["meta"])
@@ -137,8 +134,10 @@ def evaluate(
     w = extractor.fine_weight
     # ids and distances only, as the search command ranks; identities come from the
     # gallery read above
-    fine = MilvusC2F(store, q_g, q_l, m_eff, index, device, fine_weight=w, consistency=SESSION)
-    rankers = [MilvusCoarse(store, q_g, m_eff, index, SESSION), fine,
+    # per-query reads need not wait for a server's clock: ingest returned only once its
+    # writes were visible to them, and the gallery was read back fresh above
+    fine = MilvusC2F(store, q_g, q_l, m_eff, index, device, fine_weight=w)
+    rankers = [MilvusCoarse(store, q_g, m_eff, index), fine,
                ExactLinear(q_g, q_l, gallery.f_g, gallery.f_l, w)]
     shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
                 if examples and queries else [])
@@ -155,7 +154,7 @@ def evaluate(
         if qi in shown:
             kept.append({"query": str(queries[qi].path), "query_person": queries[qi].person_id,
                          "hits": [h.__dict__ for h in to_hits(
-                             with_metadata(store, fine.last[:top_k], SESSION), top_k)]})
+                             with_metadata(store, fine.last[:top_k]), top_k)]})
         if advance:
             advance(1)
 

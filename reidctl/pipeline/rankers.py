@@ -34,13 +34,13 @@ class MilvusCoarse:
     name = "coarse"
 
     def __init__(self, store: MilvusStore, q_global: np.ndarray, m: int,
-                 index: Mapping[str, int], consistency: str) -> None:
+                 index: Mapping[str, int], *, fresh: bool = False) -> None:
         self.store, self.q_global, self.m = store, q_global, m
-        self.index, self.consistency = index, consistency
+        self.index, self.fresh = index, fresh
 
     def rank(self, qi: int) -> np.ndarray:
         cands = coarse_search(self.store, self.q_global[qi], self.m,
-                              consistency=self.consistency, with_meta=False)
+                              fresh=self.fresh, with_meta=False)
         return _rows(cands, self.index)
 
 
@@ -53,17 +53,17 @@ class MilvusC2F:
 
     def __init__(self, store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int,
                  index: Mapping[str, int], device: torch.device, *, fine_weight: float,
-                 consistency: str) -> None:
+                 fresh: bool = False) -> None:
         self.store, self.q_global, self.q_local, self.m = store, q_global, q_local, m
         self.index, self.device, self.fine_weight = index, device, fine_weight
-        self.consistency = consistency
+        self.fresh = fresh
         self.last: list[Candidate] = []
         self.stages = Timer()
 
     def rank(self, qi: int) -> np.ndarray:
         self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
                                  self.device, fine_weight=self.fine_weight,
-                                 consistency=self.consistency, with_meta=False)
+                                 fresh=self.fresh, with_meta=False)
         for stage in ("coarse", "fetch", "rerank"):
             self.stages.add(stage, getattr(timings, stage))
         return _rows(self.last, self.index)

@@ -14,7 +14,6 @@ from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import extract_files
 from reidctl.rerank import rerank
 from reidctl.store import MilvusStore
-from reidctl.store.filters import to_expr
 from reidctl.types import Hit, Selection
 
 
@@ -71,19 +70,23 @@ class QueryResult:
 
 
 def coarse_search(
-    store: MilvusStore, q_global: np.ndarray, m: int, *, filter: str | None = None,
-    consistency: str = "Bounded", with_meta: bool = True,
+    store: MilvusStore, q_global: np.ndarray, m: int, *, where: Selection | None = None,
+    fresh: bool = False, with_meta: bool = True,
 ) -> list[Candidate]:
     """Euclidean top-``m`` over the gallery's f_g (ANN in Milvus), nearest first; without
     ``with_meta`` the candidates carry ids and distances only."""
-    rows = store.search(q_global[None, :], m, filter=filter, consistency=consistency,
-                        with_meta=with_meta)[0]
-    return [Candidate(i, d, meta) for i, d, meta in rows]
+    hits = store.search(q_global[None, :], m, where=where, fresh=fresh, with_meta=with_meta)[0]
+    return [Candidate(h.id, h.distance, _meta(h) if with_meta else {}) for h in hits]
+
+
+def _meta(hit: Hit) -> dict:
+    return {"person_id": hit.person_id, "camera": hit.camera, "source": hit.source,
+            "path": hit.path}
 
 
 def fine_rerank(
     store: MilvusStore, q_local: np.ndarray, candidates: list[Candidate], device: torch.device,
-    *, fine_weight: float, consistency: str = "Bounded", timings: Timings | None = None,
+    *, fine_weight: float, fresh: bool = False, timings: Timings | None = None,
 ) -> list[Candidate]:
     """Re-ranks coarse candidates by the full-descriptor distance sqrt(d_g^2 + w d_l^2).
 
@@ -94,7 +97,7 @@ def fine_rerank(
     """
     t0 = time.perf_counter()
     f_l, present = store.fetch_local_partial([c.id for c in candidates],
-                                             consistency=consistency)  # (M, Dl), (M,)
+                                             fresh=fresh)  # (M, Dl), (M,)
     t1 = time.perf_counter()
     ok = np.flatnonzero(present)  # (M',) rows with a local descriptor, in coarse order
     coarse = np.array([candidates[i].distance for i in ok], dtype=np.float32)  # (M',)
@@ -116,27 +119,27 @@ def fine_rerank(
 
 def c2f(
     store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int, device: torch.device,
-    *, fine_weight: float, filter: str | None = None, consistency: str = "Bounded",
+    *, fine_weight: float, where: Selection | None = None, fresh: bool = False,
     with_meta: bool = True,
 ) -> tuple[list[Candidate], Timings]:
     """Coarse-to-fine search for one query: the re-ranked top-``m`` (see
     :func:`coarse_search` for ``with_meta``)."""
     timings = Timings()
     t0 = time.perf_counter()
-    cands = coarse_search(store, q_global, m, filter=filter, consistency=consistency,
+    cands = coarse_search(store, q_global, m, where=where, fresh=fresh,
                           with_meta=with_meta)
     timings.coarse = (time.perf_counter() - t0) * 1e3
     if not cands:
         return [], timings
     return fine_rerank(store, q_local, cands, device, fine_weight=fine_weight,
-                       consistency=consistency, timings=timings), timings
+                       fresh=fresh, timings=timings), timings
 
 
 def with_metadata(store: MilvusStore, candidates: list[Candidate],
-                  consistency: str = "Bounded") -> list[Candidate]:
+                  fresh: bool = False) -> list[Candidate]:
     """The candidates with their metadata read from the global collection (one query
     for all of them); a row deleted meanwhile keeps empty metadata."""
-    meta = store.existing([c.id for c in candidates], consistency=consistency, complete=False)
+    meta = store.existing([c.id for c in candidates], fresh=fresh, complete=False)
     return [Candidate(c.id, c.distance, meta.get(c.id, {})) for c in candidates]
 
 
@@ -168,7 +171,6 @@ def search(
         InputError: a query image is missing or unusable.
     """
     store.check_model(extractor.fingerprint)
-    filter = to_expr(where) if where else None
     threshold = extractor.threshold if threshold is None else threshold
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
@@ -176,7 +178,7 @@ def search(
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
         # the M candidates travel as ids; metadata is read for the top-k shown only
         ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
-                              filter=filter, with_meta=False)
+                              where=where, with_meta=False)
         t0 = time.perf_counter()
         shown = with_metadata(store, ranked[:top_k]) if ranked else []
         timings.fetch += (time.perf_counter() - t0) * 1e3  # reads from Milvus, like f_l

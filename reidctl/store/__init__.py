@@ -38,10 +38,10 @@ def quiet_grpc() -> bool:
 
 quiet_grpc()
 
-from reidctl.store.milvus import MilvusStore  # noqa: E402 - after quiet_grpc
+from reidctl.store.milvus import MAX_TOPK, MilvusStore  # noqa: E402 - after quiet_grpc
 from reidctl.store.pair import StoreInfo  # noqa: E402
 
-__all__ = ["MilvusStore", "StoreInfo", "connect", "quiet_grpc"]
+__all__ = ["MAX_TOPK", "MilvusStore", "StoreInfo", "connect", "quiet_grpc"]
 
 
 def connect(

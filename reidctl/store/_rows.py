@@ -12,12 +12,11 @@ import numpy as np
 
 from reidctl.errors import StoreError
 from reidctl.store.schema import CollectionSpec
-from reidctl.types import ImageMeta
+from reidctl.types import Hit, ImageMeta
 
 # Metadata returned with each search hit, and by existing().
-HIT_FIELDS = ("person_id", "camera", "source", "path", "captured_at")
+HIT_FIELDS = ("person_id", "camera", "source", "path")
 EXISTING_FIELDS = ("path", "model", "person_id", "camera", "source", "captured_at")
-CONSISTENCY = ("Strong", "Bounded", "Session", "Eventually")
 
 _SAFE_ID = re.compile(r"[^\"'\\\x00-\x1f]+")
 
@@ -53,13 +52,6 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def check_consistency(level: str) -> str:
-    """``level`` if it is a Milvus consistency level, else ValueError."""
-    if level not in CONSISTENCY:
-        raise ValueError(f"consistency must be one of {CONSISTENCY}, got {level!r}")
-    return level
 
 
 def as_matrix(name: str, x: np.ndarray, rows: int | None) -> np.ndarray:
@@ -162,21 +154,27 @@ def stack(vectors: Sequence[Any], dim: int) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
 
 
-def hits_to_tuples(hits: Sequence[Any], fields: Sequence[str] = HIT_FIELDS,
-                   ) -> list[tuple[str, float, dict[str, Any]]]:
-    """One query's Milvus hits as ``(id, euclidean distance, metadata)``, nearest first
-    (metadata: ``fields`` of the hit's entity).
+def to_hits(hits: Sequence[Any], fields: Sequence[str] = HIT_FIELDS) -> list[Hit]:
+    """One query's Milvus hits as ranked :class:`~reidctl.types.Hit`, nearest first, with
+    the metadata ``fields`` that were asked for (the others left empty)."""
 
-    Milvus reports L2 as the *squared* distance; it is square-rooted here, after
-    clipping float round-off below zero.
-    """
-    out = []
+    # Milvus reports L2 as the *squared* distance: square-rooted here, after clipping
+    # float round-off below zero
+    found = []
     for h in hits:
         entity = h.get("entity") or {}
         d2 = max(float(h["distance"]), 0.0)
-        out.append((str(h["id"]), math.sqrt(d2), pick(entity, fields)))
-    out.sort(key=lambda t: t[1])
-    return out
+        found.append((str(h["id"]), math.sqrt(d2), entity))
+    found.sort(key=lambda t: t[1])
+    return [Hit(rank=r + 1, id=pk, distance=d,
+                **{f: str(entity.get(f) or "") if f in fields else "" for f in HIT_FIELDS})
+            for r, (pk, d, entity) in enumerate(found)]
+
+
+def level(fresh: bool) -> str:
+    """The Milvus consistency level of a read: Strong sees every write acknowledged so
+    far; Bounded may lag a server's writes by up to a few seconds, and does not wait."""
+    return "Strong" if fresh else "Bounded"
 
 
 def write_batch_rows(dims: int, budget_bytes: int = 8 << 20, cap: int = 2000) -> int:

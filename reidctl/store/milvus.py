@@ -17,8 +17,9 @@ import numpy as np
 
 from reidctl.errors import FeatureSpaceMismatch, StoreError
 from reidctl.store import _rows as rows
+from reidctl.store.filters import to_expr
 from reidctl.store.upkeep import ID_BATCH, PairUpkeep
-from reidctl.types import ImageMeta
+from reidctl.types import Hit, ImageMeta, Selection
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,17 @@ class MilvusStore(PairUpkeep):
         >>> with MilvusStore("gallery.db") as store:          # doctest: +SKIP
         ...     store.create(global_dim=128, local_dim=512, model={"fingerprint": "abc"})
         ...     store.upsert(ids, f_g, f_l, metas, "abc")
-        ...     hits = store.search(queries, 500, consistency="Strong")
+        ...     hits = store.search(queries, 500, fresh=True)
     """
 
-    def existing(self, ids: Sequence[str], *, consistency: str = "Strong",
+    def existing(self, ids: Sequence[str], *, fresh: bool = True,
                  complete: bool = True) -> dict[str, dict[str, Any]]:
         """Which ids are stored, with their metadata.
 
         Args:
             ids: primary keys.
-            consistency: ``"Strong"`` (default: sees every write acknowledged so far).
+            fresh: see every write acknowledged so far (the default; False may lag a
+                server's latest writes by a few seconds, without waiting).
             complete: count an id as stored only when its local descriptor is there too
                 (what an ingest's skip check needs: an image left without it by a race
                 or a crash is then recomputed); False reads the global collection only.
@@ -76,6 +78,7 @@ class MilvusStore(PairUpkeep):
             for the ids present.
         """
         self._pair()
+        consistency = rows.level(fresh)
         uniq = list(dict.fromkeys(rows.check_ids(ids, self._pk_len)))
         out: dict[str, dict[str, Any]] = {}
         for batch in rows.chunks(uniq, ID_BATCH):
@@ -167,35 +170,35 @@ class MilvusStore(PairUpkeep):
         f_g: np.ndarray,
         limit: int,
         *,
-        filter: str | None = None,  # noqa: A002 - Milvus' own name for it
-        consistency: str = "Bounded",
+        where: Selection | None = None,
+        fresh: bool = False,
         ef: int | None = None,
         with_meta: bool = True,
-    ) -> list[list[tuple[str, float, dict[str, Any]]]]:
+    ) -> list[list[Hit]]:
         """Coarse search: the ``limit`` nearest global descriptors per query.
 
         Args:
             f_g: (Q, Dg) query global descriptors.
             limit: hits per query, 1..16384 (HNSW ef is set to at least ``limit``).
-            filter: optional Milvus boolean expression on the metadata fields,
-                e.g. ``'camera != "1" and captured_at > 0'``.
-            consistency: ``"Strong"`` to see every write acknowledged so far.
+            where: only images matching this selection (the filter runs inside
+                Milvus, in the ANN search); None or an empty selection: all.
+            fresh: see every write acknowledged so far (waits for a server's clock);
+                by default reads may lag a server's latest writes by a few seconds.
             ef: HNSW search width (default: see :func:`search_width`, with the
                 schema's ``ef_min`` and ``ef_per_hit``; never below ``limit``).
             with_meta: return each hit's metadata; False returns ids and distances
-                only (an empty dict per hit): no metadata is read or sent, which
-                matters for the hundreds of coarse candidates of a C2F search.
+                only (empty metadata): no metadata is read or sent, which matters for
+                the hundreds of coarse candidates of a C2F search.
 
         Returns:
-            Per query, ``(id, euclidean distance, {"person_id", "camera", "source",
-            "path", "captured_at"})`` by ascending distance.
+            Per query, the ranked hits (Euclidean distance), nearest first.
 
         Raises:
             StoreError: ``limit`` above Milvus' top-k ceiling, bad filter, failure.
             FeatureSpaceMismatch: ``f_g`` has the wrong dimension.
         """
         meta = self._pair()
-        rows.check_consistency(consistency)
+        expr = to_expr(where) if where is not None else ""
         if limit > MAX_TOPK:
             raise StoreError(f"search limit {limit} exceeds Milvus' top-k maximum of {MAX_TOPK}")
         if limit < 1:
@@ -206,13 +209,13 @@ class MilvusStore(PairUpkeep):
         search = spec.search or {}
         params = {"metric_type": search.get("metric_type", spec.index["metric_type"]), "params": {}}
         if ef is None and "ef_min" in search:
-            ef = search_width(limit, int(search["ef_min"]), filtered=bool(filter),
+            ef = search_width(limit, int(search["ef_min"]), filtered=bool(expr),
                               per_hit=int(search.get("ef_per_hit", 1)))
         if ef is not None:
             params["params"]["ef"] = max(limit, int(ef))
         fields = list(rows.HIT_FIELDS) if with_meta else []
         per_call = max(1, min(MAX_TOPK, _HITS_PER_CALL // limit))
-        out: list[list[tuple[str, float, dict[str, Any]]]] = []
+        out: list[list[Hit]] = []
         for start in range(0, q.shape[0], per_call):
             with self._wrap(f"search {self.global_name}"):
                 res = self._c.search(
@@ -220,21 +223,22 @@ class MilvusStore(PairUpkeep):
                     data=q[start : start + per_call],
                     limit=limit,
                     anns_field=spec.vector_field,
-                    filter=filter or "",
+                    filter=expr,
                     output_fields=fields,
                     search_params=params,
-                    consistency_level=consistency,
+                    consistency_level=rows.level(fresh),
                     timeout=self.timeout,
                 )
-                out.extend(rows.hits_to_tuples(hits, fields) for hits in res)
+                out.extend(rows.to_hits(hits, fields) for hits in res)
         return out
 
-    def fetch_local(self, ids: Sequence[str], *, consistency: str = "Bounded") -> np.ndarray:
+    def fetch_local(self, ids: Sequence[str], *, fresh: bool = False) -> np.ndarray:
         """Local descriptors by id, in the order given.
 
         Args:
             ids: primary keys (repeats allowed).
-            consistency: Milvus consistency level for the read.
+            fresh: see every write acknowledged so far (default: may lag a server's
+                latest writes by a few seconds).
 
         Returns:
             (len(ids), Dl) float32; row k is the descriptor of ``ids[k]``.
@@ -242,7 +246,7 @@ class MilvusStore(PairUpkeep):
         Raises:
             StoreError: some ids have no local descriptor (the message says how many).
         """
-        out, present = self.fetch_local_partial(ids, consistency=consistency)
+        out, present = self.fetch_local_partial(ids, fresh=fresh)
         if not present.all():
             missing = [pk for pk, ok in zip(ids, present.tolist(), strict=True) if not ok]
             raise StoreError(
@@ -252,7 +256,7 @@ class MilvusStore(PairUpkeep):
             )
         return out
 
-    def fetch_local_partial(self, ids: Sequence[str], *, consistency: str = "Bounded",
+    def fetch_local_partial(self, ids: Sequence[str], *, fresh: bool = False,
                             ) -> tuple[np.ndarray, np.ndarray]:
         """Local descriptors by id, in the order given, and which ids have one.
 
@@ -263,7 +267,8 @@ class MilvusStore(PairUpkeep):
 
         Args:
             ids: primary keys (repeats allowed).
-            consistency: Milvus consistency level for the read.
+            fresh: see every write acknowledged so far (default: may lag; ids a lagging
+                read misses are read again with Strong consistency).
 
         Returns:
             ``(f_l, present)``: (len(ids), Dl) float32 whose row k is the descriptor of
@@ -271,7 +276,7 @@ class MilvusStore(PairUpkeep):
             ids that have one.
         """
         meta = self._pair()
-        rows.check_consistency(consistency)
+        consistency = rows.level(fresh)
         keys = rows.check_ids(ids, self._pk_len)
         uniq = list(dict.fromkeys(keys))
         found = self._fetch(uniq, meta.local_dim, consistency)
@@ -304,14 +309,14 @@ class MilvusStore(PairUpkeep):
         return found
 
     def iterate(
-        self, *, with_vectors: bool = True, batch_size: int = 1000, consistency: str = "Strong"
+        self, *, with_vectors: bool = True, batch_size: int = 1000, fresh: bool = True
     ) -> Iterator[dict[str, Any]]:
         """Stream the whole pair in batches, with bounded memory.
 
         Args:
             with_vectors: also return ``f_g`` and ``f_l``.
             batch_size: rows per batch, 1..16384.
-            consistency: Milvus consistency level for the reads.
+            fresh: see every write acknowledged so far (the default).
 
         Yields:
             ``{"id": list[str], "meta": list[dict], "f_g": (b, Dg), "f_l": (b, Dl)}``,
@@ -322,7 +327,7 @@ class MilvusStore(PairUpkeep):
             CollectionNotFound: the pair does not exist (raised on the call, not lazily).
         """
         meta = self._pair()
-        rows.check_consistency(consistency)
+        consistency = rows.level(fresh)
         if not 1 <= batch_size <= MAX_TOPK:
             raise ValueError(f"batch_size must be in 1..{MAX_TOPK}, got {batch_size}")
         if consistency == "Strong":
@@ -344,5 +349,5 @@ class MilvusStore(PairUpkeep):
             }
             if with_vectors:
                 batch["f_g"] = rows.stack([r[spec.vector_field] for r in page], dim)  # (b, Dg)
-                batch["f_l"] = self.fetch_local(batch["id"], consistency=consistency)  # (b, Dl)
+                batch["f_l"] = self.fetch_local(batch["id"], fresh=consistency == "Strong")
             yield batch

@@ -79,10 +79,10 @@ class PairUpkeep(CollectionPair):
         return out
 
     def wait_visible(
-        self, ids: Sequence[str], *, present: bool, consistency: str = "Bounded",
-        timeout: float = 30.0,
+        self, ids: Sequence[str], *, present: bool, timeout: float = 30.0,
     ) -> bool:
-        """Waits until reads at ``consistency`` see ``ids`` (present) or no longer see them.
+        """Waits until default (not ``fresh``) reads see ``ids`` (present) or no longer
+        see them.
 
         A server makes writes and deletes visible to Bounded reads only after its
         time tick has passed them; commands wait here so that a search started right
@@ -99,7 +99,7 @@ class PairUpkeep(CollectionPair):
         if present:  # a Strong read returns as soon as the server's clock has passed them
             self._query(self.global_name, expr, ["id"], "Strong")
         while True:
-            seen = len(self._query(self.global_name, expr, ["id"], consistency))
+            seen = len(self._query(self.global_name, expr, ["id"], rows.level(False)))
             if (seen == len(sample)) if present else seen == 0:
                 return True
             if time.monotonic() > deadline:

@@ -94,7 +94,7 @@ def inspect_store(
         info = store.info()
         g_ids: Counter[str] = Counter()
         metas: dict[str, dict] = {}
-        for b in store.iterate(with_vectors=False, consistency="Strong"):
+        for b in store.iterate(with_vectors=False, fresh=True):
             g_ids.update(b["id"])
             metas.update(zip(b["id"], b["meta"], strict=True))
         l_count, l_list = _local_ids(uri, token, store.local_name)
@@ -125,7 +125,7 @@ def inspect_store(
         stored_g: dict[str, np.ndarray] = {}
         bad_norm = 0
         try:
-            for b in store.iterate(with_vectors=True, consistency="Strong"):
+            for b in store.iterate(with_vectors=True, fresh=True):
                 for name in ("f_g", "f_l"):
                     v = b[name]
                     ok = np.isfinite(v).all(axis=1)
@@ -137,7 +137,7 @@ def inspect_store(
             out["vector_error"] = f"{type(e).__name__}: {e}"
         if picked and len(stored_g) == len(picked):
             f_g, f_l = extract_files(extractor, [expected[pk][0] for pk in picked])
-            s_l = store.fetch_local(picked, consistency="Strong")
+            s_l = store.fetch_local(picked, fresh=True)
             s_g = np.stack([stored_g[pk] for pk in picked])
             out["max_diff_global"] = float(np.abs(s_g - f_g).max())
             out["max_diff_local"] = float(np.abs(s_l - f_l).max())

@@ -104,16 +104,15 @@ def test_nothing_usable_is_an_error(store, extractor, tmp_path) -> None:
 
 def test_c2f_equals_exact_rerank_of_the_same_candidates(store, extractor, subset) -> None:
     ingest(subset, store, extractor)
-    rows = [b for b in store.iterate(with_vectors=True, consistency="Strong")]
+    rows = [b for b in store.iterate(with_vectors=True, fresh=True)]
     ids = [i for b in rows for i in b["id"]]
     f_l = np.concatenate([b["f_l"] for b in rows])
     q = extractor.extract(torch.rand(1, 3, *extractor.input_size, generator=torch.Generator()
                                      .manual_seed(0)))
     m = 40
-    coarse = coarse_search(store, q.global_[0], m, consistency="Strong")
+    coarse = coarse_search(store, q.global_[0], m, fresh=True)
     w = extractor.fine_weight
-    fine, timings = c2f(store, q.global_[0], q.local[0], m, CPU, fine_weight=w,
-                        consistency="Strong")
+    fine, timings = c2f(store, q.global_[0], q.local[0], m, CPU, fine_weight=w, fresh=True)
     assert {c.id for c in fine} == {c.id for c in coarse} and len(fine) == m
     by_id = dict(zip(ids, f_l, strict=True))
     cand = np.stack([by_id[c.id] for c in coarse])

@@ -7,7 +7,7 @@ import pytest
 
 from reidctl.errors import FeatureSpaceMismatch, StoreError
 from reidctl.store import MilvusStore
-from reidctl.types import ImageMeta
+from reidctl.types import ImageMeta, Selection
 from tests.store.conftest import MODEL, Gallery, make_gallery, unit_rows
 
 FP = MODEL["fingerprint"]
@@ -25,9 +25,9 @@ def test_upsert_twice_replaces(filled: MilvusStore, gallery: Gallery) -> None:
     new = make_gallery(seed=1, tag="b")  # same ids, new vectors and paths
     filled.upsert(gallery.ids, new.f_g, new.f_l, new.metas, FP)
     assert filled.count() == 300 and filled.info().local_count == 300
-    np.testing.assert_array_equal(filled.fetch_local(gallery.ids, consistency="Strong"), new.f_l)
-    hits = filled.search(new.f_g[:10], 1, consistency="Strong")
-    assert [h[0][0] for h in hits] == gallery.ids[:10]
+    np.testing.assert_array_equal(filled.fetch_local(gallery.ids, fresh=True), new.f_l)
+    hits = filled.search(new.f_g[:10], 1, fresh=True)
+    assert [h[0].id for h in hits] == gallery.ids[:10]
     assert filled.existing(gallery.ids[:1])[gallery.ids[0]]["path"] == "/data/b/0000.jpg"
 
 
@@ -73,49 +73,43 @@ def test_search_matches_brute_force(filled: MilvusStore, gallery: Gallery) -> No
     queries = unit_rows(np.random.default_rng(7), 20, gallery.f_g.shape[1])  # (20, 128)
     k = 50
     idx, dist = brute_force(gallery.f_g, queries, k)
-    results = filled.search(queries, k, consistency="Strong")
+    results = filled.search(queries, k, fresh=True)
     assert len(results) == 20
     for q, hits in enumerate(results):
-        assert len(hits) == k
-        assert hits[0][0] == gallery.ids[idx[q, 0]]
-        got = np.array([d for _, d, _ in hits])
+        assert len(hits) == k and [h.rank for h in hits] == list(range(1, k + 1))
+        assert hits[0].id == gallery.ids[idx[q, 0]]
+        got = np.array([h.distance for h in hits])
         assert np.all(np.diff(got) >= 0)
         np.testing.assert_allclose(got, dist[q], atol=1e-4)  # euclidean, not squared
-        for pk, d, _ in hits:  # each reported distance is the true one for that id
-            i = gallery.ids.index(pk)
-            assert abs(d - np.linalg.norm(queries[q] - gallery.f_g[i])) < 1e-4
+        for h in hits:  # each reported distance is the true one for that id
+            i = gallery.ids.index(h.id)
+            assert abs(h.distance - np.linalg.norm(queries[q] - gallery.f_g[i])) < 1e-4
 
 
 def test_search_metadata_and_filter(filled: MilvusStore, gallery: Gallery) -> None:
-    hits = filled.search(gallery.f_g[5:6], 3, consistency="Strong")[0]
-    pk, d, meta = hits[0]
+    hits = filled.search(gallery.f_g[5:6], 3, fresh=True)[0]
+    top = hits[0]
     m = gallery.metas[5]
-    assert pk == gallery.ids[5] and d == pytest.approx(0.0, abs=1e-3)
-    assert meta == {
-        "person_id": m.person_id,
-        "camera": m.camera,
-        "source": m.source,
-        "path": m.path,
-        "captured_at": m.captured_at,
-    }
-    bare = filled.search(gallery.f_g[5:6], 3, consistency="Strong", with_meta=False)[0]
-    assert [(pk, d) for pk, d, _ in bare] == [(pk, d) for pk, d, _ in hits]
-    assert all(meta == {} for _, _, meta in bare)
-    only_cam2 = filled.search(gallery.f_g[:3], 20, filter='camera == "2"', consistency="Strong")
-    assert all(meta["camera"] == "2" for hits in only_cam2 for _, _, meta in hits)
+    assert top.id == gallery.ids[5] and top.distance == pytest.approx(0.0, abs=1e-3)
+    assert (top.person_id, top.camera, top.source, top.path) == (
+        m.person_id, m.camera, m.source, m.path)
+    bare = filled.search(gallery.f_g[5:6], 3, fresh=True, with_meta=False)[0]
+    assert [(h.id, h.distance) for h in bare] == [(h.id, h.distance) for h in hits]
+    assert all(h.person_id == h.camera == h.source == h.path == "" for h in bare)
+    only_cam2 = filled.search(gallery.f_g[:3], 20, where=Selection(cameras=("2",)), fresh=True)
+    assert all(h.camera == "2" for hits in only_cam2 for h in hits)
     assert len(only_cam2[0]) == 20
 
 
 def test_search_limits_and_errors(filled: MilvusStore, gallery: Gallery) -> None:
-    rows = filled.search(gallery.f_g[:1], 16384, consistency="Strong")[0]
+    rows = filled.search(gallery.f_g[:1], 16384, fresh=True)[0]
     assert len(rows) == 300  # fewer rows than the limit
     with pytest.raises(StoreError, match="16384"):
         filled.search(gallery.f_g[:1], 16385)
     with pytest.raises(FeatureSpaceMismatch):
         filled.search(gallery.f_g[:1, :64], 5)
-    with pytest.raises(StoreError) as err:
-        filled.search(gallery.f_g[:1], 5, filter="no_such_field == ")
-    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="limit must be positive"):
+        filled.search(gallery.f_g[:1], 0)
 
 
 def test_fetch_local_keeps_order(filled: MilvusStore, gallery: Gallery) -> None:
@@ -153,9 +147,9 @@ def test_delete_removes_from_both(filled: MilvusStore, gallery: Gallery) -> None
     gone = gallery.ids[:5]
     assert filled.delete([*gone, "e" * 64, gone[0]]) == 5
     assert filled.count() == 295 and filled.info().local_count == 295
-    hits = filled.search(gallery.f_g[:5], 10, consistency="Strong")
-    assert not {pk for h in hits for pk, _, _ in h} & set(gone)
+    hits = filled.search(gallery.f_g[:5], 10, fresh=True)
+    assert not {h.id for q in hits for h in q} & set(gone)
     assert filled.existing(gone) == {}
     with pytest.raises(StoreError, match="5 of 5"):
-        filled.fetch_local(gone, consistency="Strong")
+        filled.fetch_local(gone, fresh=True)
     assert filled.delete([]) == 0

@@ -48,7 +48,7 @@ def test_delete_then_search_does_not_return_them(filled: MilvusStore, gallery: G
     gone = [r["id"] for r in filled.select(Selection(cameras=("1",)))]
     assert filled.delete(gone) == len(gone) == 50
     hits = filled.search(gallery.f_g[:20], 300)  # default (Bounded) consistency, right after
-    assert not {i for q in hits for i, _, _ in q} & set(gone)
+    assert not {h.id for q in hits for h in q} & set(gone)
     assert filled.count() == 250 and filled.select(Selection(cameras=("1",))) == []
 
 
@@ -78,14 +78,14 @@ def test_selective_filter_keeps_recall(store: MilvusStore) -> None:
     store.flush()  # sealed, HNSW-indexed segments (growing ones are scanned exactly)
     keep = tuple(f"{c:04d}" for c in range(10, 25))
     cand = np.flatnonzero(np.isin(labels, range(10, 25)))  # 750 rows, 25%
-    expr = to_expr(Selection(person_ids=keep))
+    where = Selection(person_ids=keep)
 
     def recall(ef: int | None) -> float:  # ef None: the store's width for filtered searches
         out = []
         for q in f_g[labels == 0][:20]:  # queries from another cluster
-            hits = store.search(q[None], 20, filter=expr, consistency="Strong", ef=ef)[0]
+            hits = store.search(q[None], 20, where=where, fresh=True, ef=ef)[0]
             exact = {ids[i] for i in cand[np.argsort(((f_g[cand] - q) ** 2).sum(1))[:20]]}
-            out.append(len({i for i, _, _ in hits} & exact) / 20)
+            out.append(len({h.id for h in hits} & exact) / 20)
         return float(np.mean(out))
 
     assert recall(None) >= 0.95  # scripts/filter_recall.py measures it on real descriptors

@@ -115,7 +115,7 @@ def test_reopen_after_restart_loads_the_collections(
         server_manager_instance.release_server(milvus_uri)
     with MilvusStore(milvus_uri) as store:
         assert store.count() == 300
-        assert store.search(gallery.f_g[:1], 1)[0][0][0] == gallery.ids[0]
+        assert store.search(gallery.f_g[:1], 1)[0][0].id == gallery.ids[0]
         assert sum(len(b["id"]) for b in store.iterate(with_vectors=False)) == 300
 
 

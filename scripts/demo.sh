@@ -11,7 +11,7 @@ model="${REIDCTL_MODEL:-$here/runs/osnet_x0_25_cuhk03.pt}"
 
 if [ ! -f "$model" ]; then
   echo "== fit the f_g PCA and f_l stripe whitening on CUHK03 train (OSNet-x0.25 weights, no training)"
-  "$reidctl" fit-pca "$data/train" --out "$model"
+  "$reidctl" fit-pca "$data/train" --model osnet_x0_25 --out "$model"  # base weights, whatever REIDCTL_MODEL says
 fi
 export REIDCTL_MODEL="$model"
 

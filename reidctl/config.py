@@ -139,17 +139,27 @@ def _check_timeout(timeout: object) -> None:
                          f"finite number of seconds above 0, got {timeout!r}")
 
 
-def _check_server_uri(uri: str) -> None:
-    from reidctl.store._wrap import redact_uri  # lazy: the store layer imports pymilvus
+# user[:password]@ right after a scheme, and user:password@ at the start of a word
+# (a scheme-less "alice:pw@host:19530"); a path like /a/b:c@d.db is left alone.
+_USERINFO = re.compile(r"(?<=://)[^\s/@]+@|(?<![^\s'\"(\[=,])[^\s/@'\":]+:[^\s/@'\"]+@")
 
-    shown = redact_uri(uri)
+
+def redact(text: str) -> str:
+    """``text`` with the user info of every URI in it masked, with or without a scheme:
+    ``http://u:p@host`` -> ``http://***@host``, ``u:p@host:19530`` -> ``***@host:19530``.
+    The one credential pattern every message and output goes through."""
+    return _USERINFO.sub("***@", str(text))
+
+
+def _check_server_uri(uri: str) -> None:
+    shown = redact(uri)
     hint = ("use http://HOST:PORT or https://HOST:PORT for a server, or a file path "
             "ending in .db for Milvus Lite")
     try:
         parts = urlsplit(uri)
         port = parts.port  # parsed lazily: raises ValueError for 'abc' or 70000
     except ValueError as e:
-        detail = re.sub(r"[^\s'\"/@]+@", "***@", str(e))  # urllib may quote the netloc
+        detail = redact(str(e))  # urllib may quote the netloc
         raise InputError(f"bad URI {shown!r}: {detail} ({hint})") from None
     if parts.scheme.lower() not in SERVER_SCHEMES:
         raise InputError(f"bad URI {shown!r}: unknown scheme {parts.scheme!r} ({hint})")

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 # the commands choose their compute device through this name
-from reidctl.config import resolve_device as pick_device  # noqa: F401
 
 
 def squared_euclidean(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -73,10 +73,6 @@ class Timer:
         """Every measurement of ``name``, in order (empty if never timed)."""
         return self.stages.get(name, [])
 
-    def percentiles(self, name: str) -> dict[str, float]:
-        """``{"ms_p50", "ms_p95"}`` of ``name``."""
-        return percentiles(self.ms(name))
-
     def p50(self, *names: str) -> dict[str, float]:
         """The median milliseconds of each of ``names``."""
         return {n: float(np.percentile(self.ms(n), 50)) for n in names}

@@ -32,11 +32,12 @@ def child(model: str, batch: int, images: int, rounds: int) -> dict:
     import resource
     import time
 
+    from reidctl.data.batches import hwc_batch
     from reidctl.data.distractors import train_pool
     from reidctl.data.images import decode_hwc, read_bytes
     from reidctl.model import load_model
     from reidctl.pipeline.bench import evenly, forward_rate
-    from reidctl.pipeline.common import ForwardStreams, hwc_batch
+    from reidctl.pipeline.common import ForwardStreams
 
     ex = load_model(model, device="cpu")
     files = evenly(train_pool(DATA / "train"), images)

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reidctl.config import resolve_device
 from reidctl.data.datasets import cuhk03, load_protocol
 from reidctl.model import load_model
 from reidctl.openset import calibrate, operating_point
 from reidctl.pipeline.calibrate import SplitFeatures, extract_split, restrict, split_scores
-from reidctl.rerank import pick_device
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cuhk03-labeled-pair1"
 
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="draw of the val halves")
     args = ap.parse_args()
 
-    dev = pick_device(args.device)
+    dev = resolve_device(args.device)
     ex = load_model(args.model, device=str(dev))
     w = ex.fine_weight
     t0 = time.perf_counter()

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reidctl.data.batches import decoded_batches
 from reidctl.metrics import relevance, score_ranking, summarize
 from reidctl.model import PCA, load_model
-from reidctl.pipeline.common import decoded_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("REIDCTL_CUHK03",

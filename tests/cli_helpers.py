@@ -14,6 +14,12 @@ from typing import Any
 
 import typer
 
+# REIDCTL_* settings that must not leak from the caller's environment into the rows
+SETTINGS_ENV = ("REIDCTL_URI", "REIDCTL_TOKEN", "REIDCTL_COLLECTION", "REIDCTL_MODEL",
+                "REIDCTL_DEVICE", "REIDCTL_CONFIG", "REIDCTL_USER", "REIDCTL_PASSWORD",
+                "REIDCTL_DB", "REIDCTL_TLS", "REIDCTL_TLS_CA", "REIDCTL_TLS_SERVER_NAME",
+                "REIDCTL_TLS_CERT", "REIDCTL_TLS_KEY", "REIDCTL_TIMEOUT", "REIDCTL_DEBUG")
+RUNNER_ENV: dict[str, str | None] = dict.fromkeys(SETTINGS_ENV)
 
 def one_line_error(result: Any) -> str:  # noqa: ANN401 - a typer Result
     """The single stderr line of a failed command (no traceback anywhere)."""
@@ -75,7 +81,6 @@ def lite_gallery(folder: Path, images: list[Path]) -> Path:
     from typer.testing import CliRunner
 
     from reidctl.cli.main import app
-    from tests.cli.test_error_table import RUNNER_ENV
 
     for p in images:
         shutil.copy(p, folder / p.name)

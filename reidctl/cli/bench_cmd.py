@@ -156,7 +156,9 @@ def draw_plot(r: BenchReport, path: Path) -> Path:
 
     methods = ("coarse", "c2f", "linear")
     lat = {k: [run.methods[k].ms_p50 for run in r.runs] for k in methods}
-    lat["c2f in numpy"] = [run.inprocess_c2f.ms_p50 for run in r.runs if run.inprocess_c2f]
+    refs = [run.inprocess_c2f for run in r.runs]
+    if all(refs):  # one point per gallery size, or no series
+        lat["c2f in numpy"] = [ref.ms_p50 for ref in refs if ref]
     acc = {k: [run.methods[k].mAP for run in r.runs] for k in methods}
     return render_bench_plot([run.gallery_size for run in r.runs], lat, acc, path)
 

@@ -241,19 +241,18 @@ def check_output_file(path: Path, option: str) -> Path:
         option: the option's name for the message, e.g. ``"--grid"``.
 
     Returns:
-        ``path`` with ``~`` expanded.
+        ``path`` (as given: the writers take it as it is).
 
     Raises:
         InputError: the path is a folder, a file stands where a folder must be, or it
             cannot be written.
     """
-    p = path.expanduser()
-    if p.is_dir():
+    if path.is_dir():
         raise InputError(f"{option} {path} is a folder: give the path of a file to write")
-    _existing_folder(p, option)
-    if p.exists() and not _writable(p):
+    _existing_folder(path, option)
+    if path.exists() and not _writable(path):
         raise InputError(f"{option}: cannot write {path} (permission denied)")
-    return p
+    return path
 
 
 def check_output_dir(path: Path, option: str) -> Path:
@@ -264,15 +263,14 @@ def check_output_dir(path: Path, option: str) -> Path:
         InputError: the path is a file, a file stands where a folder must be, or it
             cannot be written.
     """
-    p = path.expanduser()
-    if p.exists() and not p.is_dir():
+    if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path} is a file: give a folder to write into")
-    if p.is_dir():
-        if not _writable(p):
-            raise InputError(f"{option}: cannot write into {p} (permission denied)")
+    if path.is_dir():
+        if not _writable(path):
+            raise InputError(f"{option}: cannot write into {path} (permission denied)")
     else:
-        _existing_folder(p, option)
-    return p
+        _existing_folder(path, option)
+    return path
 
 
 def json_safe(obj: Any) -> Any:  # noqa: ANN401
@@ -326,8 +324,8 @@ def open_store(  # noqa: ANN201 - lazy import
 
 
 def load_extractor(model: str, device: str):  # noqa: ANN201 - lazy import
+    from reidctl.config import resolve_device
     from reidctl.model import load_model
-    from reidctl.rerank import pick_device
 
-    dev = pick_device(device)
+    dev = resolve_device(device)
     return load_model(model, device=str(dev)), dev

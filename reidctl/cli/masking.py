@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,15 +12,13 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.text import Text
 
-from reidctl.config import Connection
+from reidctl.config import Connection, redact
 
 SECRET_KEYS = frozenset({"password", "token"})
 SECRET_ENV = ("REIDCTL_TOKEN", "REIDCTL_PASSWORD")
 MASK = "***"
-# user[:password]@ right after a scheme, and user:password@ at the start of a word
-# (a scheme-less "alice:pw@host:19530"); a path like /a/b:c@d.db is left alone.
-_USERINFO = re.compile(r"(?<=://)[^\s/@]+@|(?<![^\s'\"(\[=,])[^\s/@'\":]+:[^\s/@'\"]+@")
 _seen_secrets: set[str] = set()  # found in an earlier context: still masked after it closed
+_longest_first: list[str] = []  # _seen_secrets sorted for replacing, rebuilt when it grows
 
 
 def _secret_values(value: Any) -> set[str]:  # noqa: ANN401
@@ -33,7 +30,10 @@ def remember_secret(value: Any) -> Any:  # noqa: ANN401
     """Registers a token or password to mask from now on; returns it unchanged (an
     option callback: it sees the value whether it came from the command line, the
     environment or ``reidctl.toml``)."""
-    _seen_secrets.update(_secret_values(value))
+    new = _secret_values(value) - _seen_secrets
+    if new:
+        _seen_secrets.update(new)
+        _longest_first[:] = sorted(_seen_secrets, key=len, reverse=True)
     return value
 
 
@@ -43,13 +43,13 @@ def known_secrets() -> list[str]:
     ``reidctl.toml`` secrets) and ``REIDCTL_TOKEN`` / ``REIDCTL_PASSWORD``."""
     for env in SECRET_ENV:
         remember_secret(os.environ.get(env))
-    return sorted(_seen_secrets, key=len, reverse=True)
+    return _longest_first
 
 
 def mask(text: str) -> str:
     """``text`` with credentials masked: URI user info (with or without a scheme) and
     every known secret. The one function all output goes through."""
-    text = _USERINFO.sub(MASK + "@", str(text))
+    text = redact(text)
     for secret in known_secrets():
         text = text.replace(secret, MASK)
     return text

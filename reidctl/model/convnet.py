@@ -8,6 +8,7 @@ training (softmax cross-entropy over identities) and is dropped afterwards.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -30,9 +31,17 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, 3, H, W)`` ``(images - mean) / std``, per channel, on the same device.
     """
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    mean, std = _statistics(images.device)  # (1, 3, 1, 1) each
     return (images - mean) / std  # (B, 3, H, W)
+
+
+@functools.cache
+def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ImageNet mean and std as (1, 3, 1, 1) tensors on ``device``, made once per
+    device (not once per batch on the extraction and training paths)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    return mean, std
 
 
 class ConvNetOutput(NamedTuple):

@@ -14,7 +14,7 @@ from reidctl.config import resolve_device
 from reidctl.errors import ModelError
 from reidctl.model.backbones import SPECS, build_backbone
 from reidctl.model.checkpoint import ModelRecord, load_checkpoint
-from reidctl.model.convnet import IMAGENET_MEAN, IMAGENET_STD, ConvNet, ConvNetOutput, normalize
+from reidctl.model.convnet import ConvNet, ConvNetOutput, normalize
 from reidctl.model.descriptors import GLOBAL_DIM, Descriptors, describe, pool
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.pca import PCA
@@ -36,12 +36,8 @@ class FeatureExtractor:
 
     Attributes:
         name, input_size (H, W), global_dim (128), local_dim (stripes * K),
-        stripes, fingerprint, pca_kind, device, mean, std (ImageNet RGB),
-        checkpoint.
+        stripes, fingerprint, pca_kind, device, checkpoint.
     """
-
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
     def __init__(
         self, record: ModelRecord, device: str | torch.device = "cpu", source: str = "", *,

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from reidctl.data import distractors as dx
+from reidctl.data.batches import hwc_batch
 from reidctl.data.datasets import Protocol
 from reidctl.data.images import decode_hwc, read_bytes
 from reidctl.errors import InputError
@@ -49,7 +50,6 @@ from reidctl.pipeline.common import (
     ForwardStreams,
     ProgressFn,
     ensure_collection,
-    hwc_batch,
 )
 from reidctl.pipeline.ingest import ingest
 from reidctl.pipeline.protocol import GroundTruth, run_protocol

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from reidctl.data import distractors as dx
+from reidctl.data.batches import to_batch
 from reidctl.data.images import SkipImage, content_id, load
 from reidctl.errors import InputError, StoreError
 from reidctl.model import FeatureExtractor
@@ -22,7 +23,6 @@ from reidctl.pipeline.common import (
     ProgressFn,
     ensure_collection,
     extract_files,
-    to_batch,
 )
 from reidctl.store import MilvusStore
 from reidctl.types import ImageMeta

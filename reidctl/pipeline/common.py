@@ -11,8 +11,6 @@ import torch
 
 from reidctl.config import DEFAULT_BATCH
 from reidctl.data.batches import decoded_batches
-from reidctl.data.batches import hwc_batch as hwc_batch  # the name bench and its tests import
-from reidctl.data.batches import to_batch as to_batch  # the name bench and its tests import
 from reidctl.errors import StoreError
 from reidctl.model import FeatureExtractor
 from reidctl.store import MilvusStore

@@ -24,7 +24,6 @@ class DeleteReport:
         total: images in the pair before the delete.
         examples: paths of the first matched images.
         dry_run: nothing was removed.
-        whole: the selection matched every image of the pair.
     """
 
     matched: int
@@ -32,7 +31,11 @@ class DeleteReport:
     total: int
     examples: list[str] = field(default_factory=list)
     dry_run: bool = False
-    whole: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """The selection matched every image of the pair."""
+        return 0 < self.total <= self.matched
 
     def to_dict(self) -> dict:
         return {"matched": self.matched, "deleted": self.deleted, "total": self.total,
@@ -88,4 +91,4 @@ def delete(store: MilvusStore, sel: Selection, *, dry_run: bool = False,
         raise whole_pair_error(len(rows), store.name)
     examples = [str(r["path"]) for r in rows[:MAX_EXAMPLES]]
     deleted = 0 if dry_run else store.delete([str(r["id"]) for r in rows])
-    return DeleteReport(len(rows), deleted, total, examples, dry_run, whole)
+    return DeleteReport(len(rows), deleted, total, examples, dry_run)

@@ -74,10 +74,10 @@ def check_torch(device: str) -> tuple[Check, Check]:
 def check_model(model: str, device: str) -> tuple[Check, Any]:
     """Load the model and time one forward pass; returns the check and the extractor."""
     try:
+        from reidctl.config import resolve_device
         from reidctl.model import load_model
-        from reidctl.rerank import pick_device
 
-        extractor = load_model(model, device=str(pick_device(device)))
+        extractor = load_model(model, device=str(resolve_device(device)))
     except ReidctlError as e:
         return Check("model", FAIL, str(e).splitlines()[0],
                      "pass --model osnet_x0_25, googlenet or a reidctl checkpoint file; "

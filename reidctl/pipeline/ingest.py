@@ -18,8 +18,7 @@ from reidctl.data.names import parse_name
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import DEFAULT_BATCH, ForwardStreams, ProgressFn, ensure_collection
-from reidctl.store import MilvusStore
-from reidctl.store._rows import meta_row, row_problem, varchar_problem
+from reidctl.store import MilvusStore, meta_row, row_problem, varchar_problem
 from reidctl.store.schema import load_spec
 from reidctl.types import ImageMeta
 

@@ -34,13 +34,12 @@ class MilvusCoarse:
     name = "coarse"
 
     def __init__(self, store: MilvusStore, q_global: np.ndarray, m: int,
-                 index: Mapping[str, int], *, fresh: bool = False) -> None:
+                 index: Mapping[str, int]) -> None:
         self.store, self.q_global, self.m = store, q_global, m
-        self.index, self.fresh = index, fresh
+        self.index = index
 
     def rank(self, qi: int) -> np.ndarray:
-        cands = coarse_search(self.store, self.q_global[qi], self.m,
-                              fresh=self.fresh, with_meta=False)
+        cands = coarse_search(self.store, self.q_global[qi], self.m, with_meta=False)
         return _rows(cands, self.index)
 
 
@@ -52,18 +51,15 @@ class MilvusC2F:
     name = "c2f"
 
     def __init__(self, store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int,
-                 index: Mapping[str, int], device: torch.device, *, fine_weight: float,
-                 fresh: bool = False) -> None:
+                 index: Mapping[str, int], device: torch.device, *, fine_weight: float) -> None:
         self.store, self.q_global, self.q_local, self.m = store, q_global, q_local, m
         self.index, self.device, self.fine_weight = index, device, fine_weight
-        self.fresh = fresh
         self.last: list[Candidate] = []
         self.stages = Timer()
 
     def rank(self, qi: int) -> np.ndarray:
         self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
-                                 self.device, fine_weight=self.fine_weight,
-                                 fresh=self.fresh, with_meta=False)
+                                 self.device, fine_weight=self.fine_weight, with_meta=False)
         for stage in ("coarse", "fetch", "rerank"):
             self.stages.add(stage, getattr(timings, stage))
         return _rows(self.last, self.index)

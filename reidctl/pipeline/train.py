@@ -52,6 +52,7 @@ from reidctl.model import (
 )
 from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
+from reidctl.pipeline.stages import StageFn
 from reidctl.pipeline.train_data import (
     AugmentedImages,
     LabeledFiles,
@@ -142,7 +143,6 @@ class EpochResult(NamedTuple):
 
 StepFn = Callable[[TrainStep], None]
 EpochFn = Callable[[EpochResult], None]
-StageFn = Callable[[str, int], ProgressFn]
 
 
 def _build(settings: TrainSettings,

@@ -38,10 +38,12 @@ def quiet_grpc() -> bool:
 
 quiet_grpc()
 
+from reidctl.store._rows import meta_row, row_problem, varchar_problem  # noqa: E402
 from reidctl.store.milvus import MAX_TOPK, MilvusStore  # noqa: E402 - after quiet_grpc
 from reidctl.store.pair import StoreInfo  # noqa: E402
 
-__all__ = ["MAX_TOPK", "MilvusStore", "StoreInfo", "connect", "quiet_grpc"]
+__all__ = ["MAX_TOPK", "MilvusStore", "StoreInfo", "connect", "meta_row", "quiet_grpc",
+           "row_problem", "varchar_problem"]
 
 
 def connect(

@@ -10,31 +10,17 @@ from contextlib import contextmanager
 import grpc
 from pymilvus.exceptions import MilvusException
 
-from reidctl.config import Connection
+from reidctl.config import Connection, redact
 from reidctl.errors import CollectionNotFound, ReidctlError, StoreError
 
 log = logging.getLogger(__name__)
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _SPACES = re.compile(r"\s+")
 _MAX_DETAIL = 240
 _NOT_FOUND = re.compile(r"collection\b.*\b(not exist|not found|can't find)", re.IGNORECASE)
 _DISK_FULL = re.compile(r"no space left on device|errno 28|disk quota", re.IGNORECASE)
 _AUTH = re.compile(r"unauthenticated|auth check failure|authenticat\w* fail", re.IGNORECASE)
 _TIMEOUT = re.compile(r"deadline.?exceeded|timed? ?out|timeout", re.IGNORECASE)
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` without credentials: ``http://u:p@host`` -> ``http://***@host``, and
-    ``u:p@host:19530`` (no scheme) -> ``***@host:19530``; a file path is left as it is."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        scheme, rest = "", uri
-    host, slash, path = rest.partition("/")
-    userinfo, at, address = host.rpartition("@")
-    if at and (sep or ":" in userinfo):
-        host = "***@" + address
-    return scheme + sep + host + slash + path
 
 
 def secrets_of(token: str | None) -> tuple[str, ...]:
@@ -45,7 +31,7 @@ def secrets_of(token: str | None) -> tuple[str, ...]:
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     """One line of at most ~240 characters, with credentials and secrets masked."""
-    line = _SPACES.sub(" ", _USERINFO.sub("***@", str(text))).strip()
+    line = _SPACES.sub(" ", redact(text)).strip()
     for secret in secrets:
         line = line.replace(secret, "***")
     if len(line) > _MAX_DETAIL:

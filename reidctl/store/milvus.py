@@ -327,27 +327,26 @@ class MilvusStore(PairUpkeep):
             CollectionNotFound: the pair does not exist (raised on the call, not lazily).
         """
         meta = self._pair()
-        consistency = rows.level(fresh)
         if not 1 <= batch_size <= MAX_TOPK:
             raise ValueError(f"batch_size must be in 1..{MAX_TOPK}, got {batch_size}")
-        if consistency == "Strong":
+        if fresh:
             # The query iterator does not apply the level on a 2.3 server (rows written
             # just before come back missing); one strong read first makes them visible.
             self._count(self.global_name)
-        return self._iterate(meta.global_dim, with_vectors, batch_size, consistency)
+        return self._iterate(meta.global_dim, with_vectors, batch_size, fresh)
 
     def _iterate(
-        self, dim: int, with_vectors: bool, batch_size: int, consistency: str
+        self, dim: int, with_vectors: bool, batch_size: int, fresh: bool
     ) -> Iterator[dict[str, Any]]:
         spec = self._specs["global"]
         scalars = spec.scalar_fields
         fields = ["id", *scalars, *([spec.vector_field] if with_vectors else [])]
-        for page in self._pages("", fields, consistency, batch_size):
+        for page in self._pages("", fields, rows.level(fresh), batch_size):
             batch: dict[str, Any] = {
                 "id": [str(r["id"]) for r in page],
                 "meta": [rows.pick(r, scalars) for r in page],
             }
             if with_vectors:
                 batch["f_g"] = rows.stack([r[spec.vector_field] for r in page], dim)  # (b, Dg)
-                batch["f_l"] = self.fetch_local(batch["id"], fresh=consistency == "Strong")
+                batch["f_l"] = self.fetch_local(batch["id"], fresh=fresh)  # (b, Dl)
             yield batch

@@ -26,10 +26,10 @@ from urllib.parse import urlparse
 from pymilvus import MilvusClient
 from pymilvus.client.types import LoadState
 
-from reidctl.config import Connection
+from reidctl.config import Connection, redact
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
 from reidctl.store._lite import hold_lite, lite_open_errors, lite_path, release_lite
-from reidctl.store._wrap import redact_uri, wrapped
+from reidctl.store._wrap import wrapped
 from reidctl.store.schema import META_KEY, ROLES, PairMeta, build_schema, load_spec, parse_record
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class CollectionPair:
             conn = replace(conn, timeout=timeout)
         conn = conn.validated()  # before anything parses or connects
         uri = conn.uri
-        self.uri = redact_uri(uri)
+        self.uri = redact(uri)
         self.name = name
         self.timeout = float(conn.timeout)
         self._load_timeout = max(self.timeout, 300.0)

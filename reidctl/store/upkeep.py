@@ -131,11 +131,8 @@ class PairUpkeep(CollectionPair):
         deleted = len(self._present(self.global_name, uniq, "Strong"))
         todo = uniq
         for _ in range(rounds):
-            for batch in rows.chunks(todo, ID_BATCH):
-                expr = rows.in_expr("id", batch)
-                for collection in (self.global_name, self.local_name):
-                    with self._wrap(f"delete from {collection}"):
-                        self._c.delete(collection, filter=expr, timeout=self.timeout)
+            for collection in (self.global_name, self.local_name):  # global first
+                self._delete_ids(collection, todo)
             todo = sorted(self._present(self.global_name, todo, "Strong"))
             if not todo:
                 break
@@ -185,9 +182,12 @@ class PairUpkeep(CollectionPair):
     def delete_rows(self, role: str, ids: Sequence[str]) -> None:
         """Delete rows from one collection of the pair only (repairs; see :meth:`orphans`)."""
         self._pair()
-        collection = self._collection(role)
-        for batch in rows.chunks(list(dict.fromkeys(rows.check_ids(ids, self._pk_len))),
-                                 ID_BATCH):
+        self._delete_ids(self._collection(role),
+                         list(dict.fromkeys(rows.check_ids(ids, self._pk_len))))
+
+    def _delete_ids(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete the rows of ``ids`` (already checked) from ``collection``."""
+        for batch in rows.chunks(ids, ID_BATCH):
             with self._wrap(f"delete from {collection}"):
                 self._c.delete(collection, filter=rows.in_expr("id", batch),
                                timeout=self.timeout)

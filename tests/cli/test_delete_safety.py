@@ -16,11 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
+from tests.cli_helpers import RUNNER_ENV
 from tests.milvus_server import drop_all
 
 runner = CliRunner()
-ENV = dict.fromkeys(("REIDCTL_URI", "REIDCTL_COLLECTION", "REIDCTL_MODEL", "REIDCTL_CONFIG",
-                     "REIDCTL_TOKEN", "REIDCTL_DEBUG"))
 
 # folder -> the --source its images are ingested with: characters that need quoting or
 # escaping in a Milvus expression, LIKE wildcards, and non-ASCII text
@@ -36,7 +35,7 @@ PER_FOLDER = 4
 
 
 def invoke(args: list[str]) -> tuple[int, str, str]:
-    r = runner.invoke(app, args, env=ENV)
+    r = runner.invoke(app, args, env=RUNNER_ENV)
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     return r.exit_code, r.stdout, r.stderr
 

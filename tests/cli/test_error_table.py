@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from reidctl.cli.main import app
 from reidctl.store.schema import load_spec
-from tests.cli_helpers import interrupt_ingest
+from tests.cli_helpers import RUNNER_ENV, SETTINGS_ENV, interrupt_ingest
 from tests.data.test_input_limits import SYSTEM_PATH_MAX, make_file
 from tests.milvus_server import SERVER_CREDENTIALS
 
@@ -36,12 +36,6 @@ MIN_ROWS = 20
 # situation cell (without the †); remove an entry, and the † in the doc, once fixed.
 KNOWN_PROBLEMS: dict[str, str] = {}
 
-# REIDCTL_* settings that must not leak from the caller's environment into the rows
-SETTINGS_ENV = ("REIDCTL_URI", "REIDCTL_TOKEN", "REIDCTL_COLLECTION", "REIDCTL_MODEL",
-                "REIDCTL_DEVICE", "REIDCTL_CONFIG", "REIDCTL_USER", "REIDCTL_PASSWORD",
-                "REIDCTL_DB", "REIDCTL_TLS", "REIDCTL_TLS_CA", "REIDCTL_TLS_SERVER_NAME",
-                "REIDCTL_TLS_CERT", "REIDCTL_TLS_KEY", "REIDCTL_TIMEOUT", "REIDCTL_DEBUG")
-RUNNER_ENV: dict[str, str | None] = dict.fromkeys(SETTINGS_ENV)
 
 runner = CliRunner()
 

@@ -10,14 +10,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
+from tests.cli_helpers import RUNNER_ENV
 
 runner = CliRunner()
-ENV = dict.fromkeys(("REIDCTL_URI", "REIDCTL_COLLECTION", "REIDCTL_MODEL", "REIDCTL_CONFIG",
-                     "REIDCTL_TOKEN", "REIDCTL_DEBUG"))
 
 
 def run(args: list[str]) -> tuple[int, str, str]:
-    r = runner.invoke(app, args, env=ENV)
+    r = runner.invoke(app, args, env=RUNNER_ENV)
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     return r.exit_code, r.stdout, r.stderr
 

@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 
 from reidctl.cli.main import app
 from reidctl.store.schema import load_spec
-from tests.cli.test_error_table import RUNNER_ENV, SETTINGS_ENV
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import RUNNER_ENV, SETTINGS_ENV, one_line_error
 from tests.data.test_input_limits import SYSTEM_PATH_MAX, make_file
 
 TIMEOUT = 300  # s for one reidctl process (model load included) on a busy 2-core machine

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
-from tests.cli.test_error_table import RUNNER_ENV
+from tests.cli_helpers import RUNNER_ENV
 
 runner = CliRunner()
 # real images under paths that rich would read as markup or emoji (x[/bold]y.jpg is the

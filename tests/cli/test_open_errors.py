@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
-from tests.cli.test_error_table import RUNNER_ENV
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import RUNNER_ENV, one_line_error
 from tests.store.test_open_errors import held_by_another_process, make_database, read_only
 
 runner = CliRunner()

@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 from reidctl.cli.common import print_json
 from reidctl.cli.main import app
-from tests.cli.test_error_table import RUNNER_ENV
-from tests.cli_helpers import lite_gallery
+from tests.cli_helpers import RUNNER_ENV, lite_gallery
 
 runner = CliRunner()
 REIDCTL = Path(sys.executable).with_name("reidctl")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reidctl.cli.main import app
 from reidctl.store import MilvusStore
-from tests.cli.test_error_table import RUNNER_ENV
+from tests.cli_helpers import RUNNER_ENV
 
 runner = CliRunner()
 

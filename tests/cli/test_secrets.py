@@ -18,8 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from reidctl.cli.main import app
-from tests.cli.test_error_table import RUNNER_ENV
-from tests.cli_helpers import lite_gallery
+from tests.cli_helpers import RUNNER_ENV, lite_gallery
 
 runner = CliRunner()
 REIDCTL = Path(sys.executable).with_name("reidctl")

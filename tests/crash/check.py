@@ -39,13 +39,13 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reidctl.config import is_lite_uri
 from tests.crash.ingest_runner import KillPlan, Run, run_ingest
-from tests.crash.store_check import drop_pair, image_ids, read_store
+from tests.crash.store_check import image_ids, read_store
 
 TOLERANCE = 1e-5  # stored vs freshly extracted descriptors
 DEFAULT_PERIOD_S = 1.0  # batch period assumed before any has been measured
@@ -70,9 +70,6 @@ class CheckResult:
     @property
     def final(self) -> Run | None:
         return self.runs[-1] if self.runs and self.runs[-1].outcome == "final" else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"ok": not self.failures}
 
 
 def _after_run(run: Run, snap: dict[str, Any], batch_size: int, n: int, fails: list[str]) -> None:
@@ -101,15 +98,13 @@ def _after_run(run: Run, snap: dict[str, Any], batch_size: int, n: int, fails: l
 def run_check(
     images: Path, uri: str, *, kills: int = 5, collection: str = "crash", seed: int = 0,
     batch_size: int = 16, sample: int = 20, model: str = "osnet_x0_25", device: str = "cpu",
-    token: str | None = None, run_timeout: float = 1800, drop_existing: bool = False,
-    log: Any = None,
+    token: str | None = None, run_timeout: float = 1800,
 ) -> CheckResult:
     """Kill ``reidctl ingest`` ``kills`` times, finish it, verify the store (see module doc)."""
     t_start = time.monotonic()
     from reidctl.pipeline.ingest import WRITE_BATCHES
 
     images = Path(images).resolve()
-    say = log or (lambda _msg: None)
     res = CheckResult(uri=uri, collection=collection, kills_requested=kills)
     expected = image_ids(images)
     res.files = sum(len(v) for v in expected.values())
@@ -118,18 +113,15 @@ def run_check(
     lite = is_lite_uri(uri)
     if not lite or Path(uri).exists():
         snap = read_store(images, uri, collection, **reader)
-        if snap["exists"] and not drop_existing:
-            raise ValueError(f"collection pair {collection!r} already exists at {uri} "
-                             "(use a new database, another --collection, or --drop-existing)")
         if snap["exists"]:
-            drop_pair(uri, collection, token)
+            raise ValueError(f"collection pair {collection!r} already exists at {uri}: the "
+                             "check needs a new database or another collection")
     rng = random.Random(seed)
     plans = [(rng.random(), rng.random()) for _ in range(kills)]  # fixed whatever the timing
     stored, period, broken = 0, DEFAULT_PERIOD_S, False
     for k, (u, v) in enumerate(plans, start=1):
         remaining = n - stored
-        if remaining <= 0:
-            say(f"run {k}: every image already stored, no kill left to make")
+        if remaining <= 0:  # every image already stored: no kill left to make
             break
         batches = math.ceil(remaining / batch_size)
         # The batch to kill in, uniform over this run's batches but the last few: one write
@@ -155,9 +147,6 @@ def run_check(
         if run.outcome == "killed":
             res.kills += 1
             res.kills_mid_run += 0 < run.global_after < n
-        say(f"run {k}: {run.outcome} at {run.kill_at_s} s (progress {run.done_at_kill}/"
-            f"{res.files}), global {run.global_before} -> {run.global_after}, "
-            f"local {run.local_after}")
     if not broken:
         final, _ = run_ingest(
             images, uri, collection, batch_size, res.files, plan=None, period_hint=period,
@@ -167,7 +156,6 @@ def run_check(
         if final.outcome == "error":
             res.failures.append(f"final run: {final.error}")
         else:
-            say(f"final run: {final.seconds} s; verifying")
             res.store = read_store(images, uri, collection, sample=sample, seed=seed, **reader)
             _after_run(final, res.store, batch_size, n, res.failures)
             _verify_final(res, stored, sample)

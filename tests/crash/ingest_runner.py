@@ -90,7 +90,6 @@ class Run:
     seconds: float = 0.0
     kill_at_s: float | None = None
     done_at_kill: int | None = None
-    target: int | None = None
     global_before: int = 0
     global_after: int = 0
     local_after: int = 0
@@ -136,7 +135,7 @@ def run_ingest(
            "--model", model, "--device", device]
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    run = Run(index=0, target=plan.target if plan else None)
+    run = Run(index=0)
     t0 = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -162,14 +162,6 @@ def read_store(
     return json.loads(r.stdout)
 
 
-def drop_pair(uri: str, collection: str, token: str | None = None) -> None:
-    """Drops the collection pair, in a fresh process."""
-    code = ("import sys; from reidctl.store import MilvusStore\n"
-            "with MilvusStore(sys.argv[1], sys.argv[2]) as s: s.drop()\n")
-    subprocess.run([sys.executable, "-c", code, uri, collection], check=True, timeout=300,
-                   env=child_env(token), cwd=REPO, capture_output=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Prints :func:`inspect_store` as one JSON object (what :func:`read_store` runs)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -37,7 +37,7 @@ from reidctl.model import (
     save_checkpoint,
 )
 from reidctl.model.backbones import backbone_spec
-from tests.cli.test_error_table import RUNNER_ENV
+from tests.cli_helpers import RUNNER_ENV
 
 Edit = Callable[[dict[str, Any]], None]
 REPO = Path(__file__).resolve().parents[2]

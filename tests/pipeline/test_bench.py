@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from reidctl.cli.bench_cmd import register
 from reidctl.data import distractors as dx
+from reidctl.data.batches import to_batch
 from reidctl.data.datasets import cuhk03
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor, load_model
 from reidctl.pipeline.bench import INGEST_ROUNDS
 from reidctl.pipeline.bench_cache import DistractorCache, gallery_features, grow
-from reidctl.pipeline.common import to_batch
 from reidctl.store import MilvusStore
 from tests.cli_helpers import one_line_error, sub_app
 

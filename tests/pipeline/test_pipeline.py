@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from reidctl.data.batches import hwc_batch, to_batch
 from reidctl.data.datasets import Protocol, cuhk03
 from reidctl.data.images import content_id, decode, decode_hwc
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError
 from reidctl.model import load_model
-from reidctl.pipeline.common import extract_files, hwc_batch, to_batch
+from reidctl.pipeline.common import extract_files
 from reidctl.pipeline.evaluate import evaluate
 from reidctl.pipeline.ingest import ingest
 from reidctl.pipeline.search import c2f, coarse_search, search

@@ -21,14 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
+from tests.cli_helpers import RUNNER_ENV, SETTINGS_ENV
 from tests.milvus_server import drop_all
 
 pytestmark = pytest.mark.slow  # 20 rounds of a real delete and ingest
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = [sys.executable, str(Path(__file__).with_name("pause_hook.py"))]
-SETTINGS = ("REIDCTL_URI", "REIDCTL_COLLECTION", "REIDCTL_MODEL", "REIDCTL_CONFIG",
-            "REIDCTL_TOKEN", "REIDCTL_DEBUG")
 ROUNDS = 20
 IMAGES = 8  # deleted and ingested again each round
 KEEP = 4  # stay, so that a delete of the others is not a delete of the whole pair
@@ -39,14 +38,14 @@ runner = CliRunner()
 
 
 def cli(args: list[str]) -> dict:
-    r = runner.invoke(app, [*args, "--json"], env=dict.fromkeys(SETTINGS))
+    r = runner.invoke(app, [*args, "--json"], env=RUNNER_ENV)
     assert r.exit_code == 0, r.output + r.stderr
     return json.loads(r.stdout)
 
 
 def paused(args: list[str], after: str, marker: Path) -> subprocess.Popen:
     """``reidctl ARGS`` in a process of its own that pauses after the call ``after``."""
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
     env.update(PAUSE_AFTER=after, PAUSE_MARKER=str(marker), PYTHONPATH=str(REPO))
     return subprocess.Popen([*HOOK, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import grpc
 from pymilvus.exceptions import MilvusException
 
+from reidctl.config import redact
 from reidctl.errors import CollectionNotFound, StoreError
-from reidctl.store._wrap import redact_uri, scrub, secrets_of, translate
+from reidctl.store._wrap import scrub, secrets_of, translate
 
 
 def test_redact_and_scrub() -> None:
-    assert redact_uri("https://bob:hunter22@db.example:19530/x") == "https://***@db.example:19530/x"
+    assert redact("https://bob:hunter22@db.example:19530/x") == "https://***@db.example:19530/x"
     secrets = secrets_of("bob:hunter22")
     assert "hunter22" in secrets and "bob" not in secrets
     line = scrub("failed\n  token bob:hunter22 at http://bob:hunter22@h:1\n" + "x" * 500, secrets)

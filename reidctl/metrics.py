@@ -152,9 +152,12 @@ def rank_matrix(rankings: list[np.ndarray], n: int) -> np.ndarray:
     return ranks.astype(np.float64)
 
 
+SINGLE_SHOT_DRAWS = 20  # gallery draws single-shot CMC averages over
+
+
 def single_shot_cmc(
     distances: np.ndarray, query_pids: np.ndarray, gallery_pids: np.ndarray,
-    draws: int = 20, ks: tuple[int, ...] = (1, 5, 10), seed: int = 0,
+    draws: int = SINGLE_SHOT_DRAWS, ks: tuple[int, ...] = (1, 5, 10), seed: int = 0,
 ) -> dict[str, float]:
     """CUHK03 single-shot CMC: one random gallery image per identity, averaged over draws.
 

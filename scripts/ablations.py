@@ -37,6 +37,7 @@ import json
 import math
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,8 +49,9 @@ import torch.nn.functional as F
 
 from reidctl.data.batches import decoded_batches
 from reidctl.data.datasets import Protocol, load_protocol
-from reidctl.data.images import content_id
+from reidctl.metrics import SINGLE_SHOT_DRAWS
 from reidctl.model import PCA, FeatureExtractor, describe, load_model
+from reidctl.pipeline.evaluate import scoring_order
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE
 from reidctl.pipeline.protocol import GroundTruth, Ranker, run_protocol
 from reidctl.pipeline.rankers import ExactC2F, ExactCoarse, ExactLinear
@@ -66,7 +68,6 @@ C2F_MS = (50, 100, 500)
 ABLATION_M = 100
 PCA_DIMS = (64, 128, 256)
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
-SINGLE_SHOT_DRAWS = 20  # single_shot_cmc's default, which run_protocol uses
 
 
 # ----------------------------------------------------------------------------- features
@@ -91,10 +92,7 @@ def _forward(
         ({"gap": (N, K), "s1".."s6": (N, s, K), "fmap_h": (1,), ["f_g": (N, Dg), "f_l": (N, Dl)]},
         skipped paths).
     """
-    out: dict[str, list[np.ndarray]] = {"gap": [], "fmap_h": [],
-                                        **{f"s{s}": [] for s in STRIPE_COUNTS}}
-    if with_descriptors:
-        out |= {"f_g": [], "f_l": []}
+    out: defaultdict[str, list[np.ndarray]] = defaultdict(list)
     skipped: list[str] = []
     batches = decoded_batches(list(files), ex.input_size, batch_size, strict=False,
                               on_skip=lambda p, _r: skipped.append(str(p)))
@@ -134,31 +132,28 @@ def load_features(
         SystemExit: a val image could not be read (the protocol needs all of them).
     """
     val = [m.path for m in protocol.queries] + [m.path for m in protocol.gallery]
-    key = _fingerprint(ex, train, val)
-    path = cache_dir / f"{key}.npz"
+    path = cache_dir / f"{_fingerprint(ex, train, val)}.npz"
     info: dict[str, Any] = {"cache": str(path), "cache_hit": path.is_file()}
     clock = Stopwatch.started()
-    if path.is_file():
-        with np.load(path) as z:
-            arrays = {k: z[k] for k in z.files}
-        info["feature_seconds"] = round(clock.elapsed(), 2)
-        info["train_skipped"] = int(arrays.pop("train_skipped_count"))
-        return arrays, info
-    tr, tr_skipped = _forward(ex, train, batch_size, with_descriptors=False)
-    va, va_skipped = _forward(ex, val, batch_size, with_descriptors=True)
-    if va_skipped:
-        raise SystemExit(f"{len(va_skipped)} val image(s) unreadable, e.g. {va_skipped[0]}")
-    arrays = {f"train_{k}": v for k, v in tr.items()} | {f"val_{k}": v for k, v in va.items()}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, train_skipped_count=np.array(len(tr_skipped)), **arrays)
-    tmp.replace(path)
+    if not path.is_file():
+        tr, tr_skipped = _forward(ex, train, batch_size, with_descriptors=False)
+        va, va_skipped = _forward(ex, val, batch_size, with_descriptors=True)
+        if va_skipped:
+            raise SystemExit(f"{len(va_skipped)} val image(s) unreadable, e.g. {va_skipped[0]}")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, train_skipped_count=np.array(len(tr_skipped)),
+                 **{f"train_{k}": v for k, v in tr.items()},
+                 **{f"val_{k}": v for k, v in va.items()})
+        tmp.replace(path)
+    with np.load(path) as z:  # what was just written, or an earlier run's
+        arrays = {k: z[k] for k in z.files}
     info["feature_seconds"] = round(clock.elapsed(), 2)
-    info["train_skipped"] = len(tr_skipped)
+    info["train_skipped"] = int(arrays.pop("train_skipped_count"))
     return arrays, info
 
 
-# --------------------------------------------------------------------------- descriptors
+# ---------------------------------------------------------------- descriptors and rankers
 
 
 def global_descriptor(gap: np.ndarray, pca: PCA) -> np.ndarray:
@@ -183,58 +178,17 @@ def local_descriptor(parts: np.ndarray, stripe_pca: Sequence[PCA]) -> np.ndarray
     return (x.reshape(x.shape[0], -1) / math.sqrt(parts.shape[1])).numpy()
 
 
-# ------------------------------------------------------------------------------ scoring
-
-
-def in_store_order(protocol: Protocol) -> Protocol:
-    """The protocol with its gallery in the order ``reidctl eval`` reads it back.
-
-    ``evaluate`` scores the gallery in the store's read-back order, which is by primary
-    key (:func:`reidctl.data.images.content_id`, sha256 of the file bytes). Rankings and
-    mAP do not depend on it, but the single-shot CMC draws (one image per identity,
-    seeded) do: in protocol (file-name) order single-shot rank-1 differs by ~0.6 points.
-    """
-    gallery = sorted(protocol.gallery, key=lambda m: content_id(Path(m.path)))
-    return replace(protocol, gallery=gallery)
-
-
-def make_truth(protocol: Protocol) -> GroundTruth:
-    """Relevance of each query, as ``reidctl eval`` computes it."""
-    return GroundTruth.from_labels(
-        [q.person_id for q in protocol.queries], [q.camera for q in protocol.queries],
-        np.array([g.person_id for g in protocol.gallery]),
-        np.array([g.camera for g in protocol.gallery]), protocol.junk_person_ids)
-
-
-def ranker(
-    truth: GroundTruth, f_g: np.ndarray, f_l: np.ndarray, method: str, *, m: int = 0,
-    w: float = 0.5, tail: str = "drop",
-) -> Ranker:
-    """The exact in-process ranker of one method over the val descriptors.
-
-    Args:
-        f_g, f_l: (Q + N, D) val descriptors, queries first.
-        method: "coarse" (exact f_g, whole gallery), "c2f" (coarse top-``m`` re-ranked by
-            ``sqrt(d_g^2 + w d_l^2)``) or "linear" (that distance over the whole gallery).
-        tail: for c2f, "drop" (the ranking is the M candidates, as search returns) or
-            "coarse" (the rest of the gallery follows in coarse order).
-    """
-    q = truth.num_queries
-    qg, ql, gg, gl = f_g[:q], f_l[:q], f_g[q:], f_l[q:]
+def ranker(f_g: np.ndarray, f_l: np.ndarray, q: int, method: str, *, m: int = 0,
+           w: float = 0.5, tail: str = "drop") -> Ranker[np.ndarray]:
+    """The exact in-process ranker of ``method`` over (Q + N, D) val descriptors, queries
+    first: "coarse" (f_g, whole gallery), "c2f" (see the module doc) or "linear"
+    (``sqrt(d_g^2 + w d_l^2)``, whole gallery)."""
+    qg, ql, gg, gl = f_g[:q], f_l[:q], torch.from_numpy(f_g[q:]), f_l[q:]
     if method == "linear":
-        return ExactLinear(qg, ql, torch.from_numpy(gg), torch.from_numpy(gl), w)
+        return ExactLinear(qg, ql, gg, torch.from_numpy(gl), w)
     if method == "coarse":
-        return ExactCoarse(qg, torch.from_numpy(gg))
-    return ExactC2F(qg, ql, torch.from_numpy(gg), gl, m, w, tail)
-
-
-def score(truth: GroundTruth, method: Ranker, single_shot: bool = False) -> dict[str, float]:
-    """mAP, rank-1, rank-5 (and single-shot CMC rank-1) in percent, as ``reidctl eval``."""
-    r = run_protocol(truth, [method], single_shot=single_shot)[method.name]
-    out = {"mAP": r.mAP, "rank1": r.rank1, "rank5": r.rank5}
-    if single_shot and r.single_shot:
-        out["single_shot_rank1"] = r.single_shot["rank1"]
-    return out
+        return ExactCoarse(qg, gg)
+    return ExactC2F(qg, ql, gg, gl, m, w, tail)
 
 
 # -------------------------------------------------------------------------------- main
@@ -255,15 +209,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ex = load_model(args.model, args.device)
     if not ex.stripe_pca or ex.pca_kind != "pca":
         raise SystemExit("the model has no fitted projections (run fit-pca or train first)")
-    protocol = in_store_order(load_protocol("cuhk03", args.root))
+    protocol = load_protocol("cuhk03", args.root)
+    # the gallery in the order eval scores it: the single-shot CMC draws depend on it
+    protocol = replace(protocol, gallery=scoring_order(protocol.gallery))
     train = labeled_files(args.root / "train").files  # the files train/fit-pca fit on
     cache_dir = args.cache or Path("/tmp/ablation_cache")
     arr, info = load_features(ex, train, protocol, cache_dir, args.batch_size)
-    ev = make_truth(protocol)
-    k = ex.spec.channels
-    w0 = ex.fine_weight
+    ev = GroundTruth.from_metas(protocol.queries, protocol.gallery, protocol.junk_person_ids)
+    k, w0, fit_dim = ex.spec.channels, ex.fine_weight, ex.pca.out_dim
     shrink = ex.pca.shrinkage if ex.pca.whiten else DEFAULT_SHRINKAGE
-    fit_dim = ex.pca.out_dim
     fmap_h = int(arr["val_fmap_h"][0])  # rows of the last feature map
     rows_clock = Stopwatch.started()
 
@@ -277,33 +231,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
 
-    def add(group: str, setting: str, method: str, metrics: dict[str, float], **extra: Any) -> None:
+    def add(group: str, setting: str, method: str, ranker: Ranker[np.ndarray], *,
+            single_shot: bool = False, **extra: Any) -> None:
+        """Scores ``ranker`` as ``reidctl eval`` does: a row of mAP, rank-1, rank-5 (and
+        single-shot rank-1), percent."""
+        r = run_protocol(ev, [ranker], single_shot=single_shot)[ranker.name]
+        got = {"mAP": r.mAP, "rank1": r.rank1, "rank5": r.rank5}
+        if single_shot and r.single_shot:
+            got["single_shot_rank1"] = r.single_shot["rank1"]
         rows.append({"group": group, "setting": setting, "method": method,
-                     **{k_: round(v, 2) for k_, v in metrics.items()}, **extra})
+                     **{k_: round(v, 2) for k_, v in got.items()}, **extra})
 
+    q, tail, c2f = ev.num_queries, args.tail, f"C2F M={ABLATION_M}"
     # 1. methods, the checkpoint's own projections.
-    add("method", "model", "coarse (exact f_g)", score(ev, ranker(ev, f_g, f_l, "coarse"), True))
+    add("method", "model", "coarse (exact f_g)", ranker(f_g, f_l, q, "coarse"), single_shot=True)
     for m in C2F_MS:
         m_eff = min(m, ev.n)
-        add("method", "model", f"C2F M={m}",
-            score(ev, ranker(ev, f_g, f_l, "c2f", m=m_eff, w=w0, tail=args.tail), True),
-            M=m_eff)
-    add("method", "model", "linear (full descriptor)",
-        score(ev, ranker(ev, f_g, f_l, "linear", w=w0), True))
+        add("method", "model", f"C2F M={m}", ranker(f_g, f_l, q, "c2f", m=m_eff, w=w0, tail=tail),
+            single_shot=True, M=m_eff)
+    add("method", "model", "linear (full descriptor)", ranker(f_g, f_l, q, "linear", w=w0),
+        single_shot=True)
 
     # 2. f_g PCA dimension, refitted on train GAP.
     for dim in PCA_DIMS:
         try:
             pca = PCA.fit(arr["train_gap"], dim=dim, whiten=True, shrinkage=shrink)
         except ValueError as e:
-            for method in ("coarse", f"C2F M={ABLATION_M}"):
+            for method in ("coarse", c2f):
                 rows.append({"group": "pca_dim", "setting": str(dim), "method": method,
                              "not_applicable": f"PCA.fit raises ValueError: {e}"})
             continue
         fg = global_descriptor(arr["val_gap"], pca)
-        add("pca_dim", str(dim), "coarse", score(ev, ranker(ev, fg, f_l, "coarse")))
-        add("pca_dim", str(dim), f"C2F M={ABLATION_M}",
-            score(ev, ranker(ev, fg, f_l, "c2f", m=ABLATION_M, w=w0, tail=args.tail)))
+        add("pca_dim", str(dim), "coarse", ranker(fg, f_l, q, "coarse"))
+        add("pca_dim", str(dim), c2f, ranker(fg, f_l, q, "c2f", m=ABLATION_M, w=w0, tail=tail))
         if dim == fit_dim:
             checks[f"pca_dim_{dim}_refit_vs_model_f_g_max_abs_diff"] = float(np.abs(fg - f_g).max())
 
@@ -313,19 +273,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spca = [PCA.fit(tr[:, i], dim=k, whiten=True, shrinkage=shrink) for i in range(s)]
         fl = local_descriptor(arr[f"val_s{s}"], spca)
         pooling = _pooling(fmap_h, s)
-        add("stripes", str(s), f"C2F M={ABLATION_M}",
-            score(ev, ranker(ev, f_g, fl, "c2f", m=ABLATION_M, w=w0, tail=args.tail)),
+        add("stripes", str(s), c2f, ranker(f_g, fl, q, "c2f", m=ABLATION_M, w=w0, tail=tail),
             pooling=pooling)
-        add("stripes", str(s), "linear", score(ev, ranker(ev, f_g, fl, "linear", w=w0)),
-            pooling=pooling)
+        add("stripes", str(s), "linear", ranker(f_g, fl, q, "linear", w=w0), pooling=pooling)
         if s == ex.stripes:
             checks[f"stripes_{s}_refit_vs_model_f_l_max_abs_diff"] = float(np.abs(fl - f_l).max())
 
     # 4. fine weight (diagnostic), the checkpoint's projections.
     for w in WEIGHTS:
-        add("fine_weight", f"{w:g}", "linear", score(ev, ranker(ev, f_g, f_l, "linear", w=w)))
-        add("fine_weight", f"{w:g}", f"C2F M={ABLATION_M}",
-            score(ev, ranker(ev, f_g, f_l, "c2f", m=ABLATION_M, w=w, tail=args.tail)))
+        add("fine_weight", f"{w:g}", "linear", ranker(f_g, f_l, q, "linear", w=w))
+        add("fine_weight", f"{w:g}", c2f, ranker(f_g, f_l, q, "c2f", m=ABLATION_M, w=w, tail=tail))
 
     return {
         "model": ex.describe(),
@@ -363,16 +320,26 @@ def _cell(row: dict[str, Any] | None, key: str) -> str:
     return f"{row[key]:.2f}"
 
 
+def _table(rows: list[dict[str, Any]], group: str, first: str, settings: Sequence[str],
+           methods: Sequence[str], extra: str | None = None) -> list[str]:
+    """A markdown table of ``group``: a line per setting, mAP / rank-1 / rank-5 of each
+    of ``methods`` (after the ``extra`` field of the first method's row, if given)."""
+    found = {(r["setting"], r["method"]): r for r in rows if r["group"] == group}
+    head = [first, *([extra] if extra else []),
+            *(f"{m} {k}" for m in methods for k in ("mAP", "rank-1", "rank-5"))]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---:|" + ("---|" if extra else "") + "---:|" * 3 * len(methods)]
+    for setting in settings:
+        got = [found.get((setting, m)) for m in methods]
+        cells = [setting, *([(got[0] or {}).get(extra, "")] if extra else []),
+                 *(_cell(r, k) for r in got for k in ("mAP", "rank1", "rank5"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """Four markdown tables: methods, PCA dimension, stripes, fine weight."""
-    rows = report["rows"]
-
-    def find(group: str, setting: str, method: str) -> dict[str, Any] | None:
-        return next((r for r in rows if r["group"] == group and r["setting"] == setting
-                     and r["method"] == method), None)
-
-    m = report["model"]
-    c2f = f"C2F M={ABLATION_M}"
+    rows, m, c2f = report["rows"], report["model"], f"C2F M={ABLATION_M}"
     lines = [
         f"Model `{m['weights']}` (fingerprint {m['fingerprint']}, {m['backbone']}, "
         f"K={m['channels']}, f_g {m['pca_detail']}, f_l {m['stripes']} stripes, "
@@ -384,38 +351,21 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| Method | mAP | rank-1 | rank-5 | single-shot rank-1 |",
         "|---|---:|---:|---:|---:|",
     ]
-    for r in (r for r in rows if r["group"] == "method"):
-        lines.append(f"| {r['method']} | {_cell(r, 'mAP')} | {_cell(r, 'rank1')} | "
-                     f"{_cell(r, 'rank5')} | {_cell(r, 'single_shot_rank1')} |")
+    lines += [f"| {r['method']} | " + " | ".join(_cell(r, k) for k in (
+        "mAP", "rank1", "rank5", "single_shot_rank1")) + " |"
+        for r in rows if r["group"] == "method"]
     lines += ["", f"f_g PCA dimension (refitted on train, whitened, shrinkage "
-              f"{report['shrinkage']:g}; f_l and w of the model):", "",
-              f"| dim | coarse mAP | coarse rank-1 | coarse rank-5 | {c2f} mAP | "
-              f"{c2f} rank-1 | {c2f} rank-5 |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    notes = []
-    for dim in PCA_DIMS:
-        co, fi = find("pca_dim", str(dim), "coarse"), find("pca_dim", str(dim), c2f)
-        if co is not None and "not_applicable" in co:
-            notes.append(f"dim {dim}: {co['not_applicable']} (K={m['channels']})")
-        lines.append(f"| {dim} | " + " | ".join(
-            _cell(r, k) for r in (co, fi) for k in ("mAP", "rank1", "rank5")) + " |")
+              f"{report['shrinkage']:g}; f_l and w of the model):", ""]
+    lines += _table(rows, "pca_dim", "dim", [str(d) for d in PCA_DIMS], ["coarse", c2f])
+    notes = [f"dim {r['setting']}: {r['not_applicable']} (K={m['channels']})" for r in rows
+             if r["group"] == "pca_dim" and r["method"] == "coarse" and "not_applicable" in r]
     lines += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
-    lines += ["f_l stripes (per-stripe whitening refitted on train; f_g and w of the model):", "",
-              f"| stripes | pooling | {c2f} mAP | {c2f} rank-1 | {c2f} rank-5 | linear mAP | "
-              "linear rank-1 | linear rank-5 |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for s in STRIPE_COUNTS:
-        fi, li = find("stripes", str(s), c2f), find("stripes", str(s), "linear")
-        pooling = fi["pooling"] if fi else ""
-        lines.append(f"| {s} | {pooling} | " + " | ".join(
-            _cell(r, k) for r in (fi, li) for k in ("mAP", "rank1", "rank5")) + " |")
+    lines += ["f_l stripes (per-stripe whitening refitted on train; f_g and w of the model):", ""]
+    lines += _table(rows, "stripes", "stripes", [str(s) for s in STRIPE_COUNTS],
+                    [c2f, "linear"], extra="pooling")
     lines += ["", "Fine weight w in d^2 = d_g^2 + w d_l^2 (diagnostic; the model's projections):",
-              "", f"| w | linear mAP | linear rank-1 | linear rank-5 | {c2f} mAP | "
-              f"{c2f} rank-1 | {c2f} rank-5 |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    for w in WEIGHTS:
-        li, fi = find("fine_weight", f"{w:g}", "linear"), find("fine_weight", f"{w:g}", c2f)
-        lines.append(f"| {w:g} | " + " | ".join(
-            _cell(r, k) for r in (li, fi) for k in ("mAP", "rank1", "rank5")) + " |")
+              ""]
+    lines += _table(rows, "fine_weight", "w", [f"{w:g}" for w in WEIGHTS], ["linear", c2f])
     lines += ["", *[f"- {n}" for n in report["notes"]], ""]
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from reidctl.cli import render
 from reidctl.cli.common import (
     DeviceOpt,
     JsonOpt,
@@ -15,7 +16,6 @@ from reidctl.cli.common import (
     check_output_file,
     errors_to_exit,
     load_extractor,
-    out,
     print_json,
     progress,
 )
@@ -44,14 +44,9 @@ def calibrate(
         with progress(not quiet) as start:
             r = calibrate_model(extractor, protocol, fmr, out_path, device=dev, on_stage=start)
         if json_out:
-            print_json(r)
+            print_json(r.to_dict())
         else:
-            out.print(
-                f"wrote {r['out']} (fingerprint {r['fingerprint']}): no match beyond distance "
-                f"{r['threshold']:.4f}; on {r['images']} images of {r['identities']} identities: "
-                f"FMR {r['fmr']:.2%} (target {r['target_fmr']:.2%}) over "
-                f"{r['queries_impostor']} impostor queries, TMR {r['tmr']:.2%} over "
-                f"{r['queries_genuine']} genuine queries")
+            render.calibrate_summary(r)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from reidctl.cli import render
 from reidctl.cli.common import (
     DeviceOpt,
     JsonOpt,
@@ -15,7 +16,6 @@ from reidctl.cli.common import (
     check_output_file,
     errors_to_exit,
     load_extractor,
-    out,
     print_json,
     progress,
 )
@@ -46,11 +46,9 @@ def fit_pca(
             r = fit_model(extractor, files, out_path, dim=dim, shrinkage=shrinkage,
                           fine_weight=fine_weight, on_progress=start("fit", len(files)))
         if json_out:
-            print_json(r)
+            print_json(r.to_dict())
         else:
-            out.print(f"wrote {r['out']} (fingerprint {r['fingerprint']}): {r['pca']}; "
-                      f"stripes: {r['stripe_whitening']}; fitted on {r['images']} images "
-                      f"({sum(r['skipped'].values())} skipped) in {r['seconds']} s")
+            render.fit_summary(r)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,11 @@ from rich.text import Text
 from reidctl.cli.common import out
 
 if TYPE_CHECKING:  # reidctl --help must not import the pipeline (and torch)
+    from reidctl.pipeline.doctor import Check
     from reidctl.pipeline.reports import BenchReport, EvalReport, PrepareReport
+    from reidctl.pipeline.results import CalibrateReport, FitReport, InfoReport, TrainReport
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
 def ingest_summary(r: dict) -> None:
@@ -148,3 +152,71 @@ def bench_tables(r: BenchReport) -> None:
               f"{c['f_l_max_abs_err']:.1e})")
     if r.plot is not None:
         out.print(f"plot: {r.plot}")
+
+
+def fit_summary(r: FitReport) -> None:
+    """Prints what ``fit-pca`` wrote."""
+    out.print(f"wrote {r.out} (fingerprint {r.fingerprint}): {r.pca}; "
+              f"stripes: {r.stripe_whitening}; fitted on {r.images} images "
+              f"({r.skipped_total} skipped) in {r.seconds} s")
+
+
+def calibrate_summary(r: CalibrateReport) -> None:
+    """Prints the calibrated threshold and its operating point."""
+    out.print(
+        f"wrote {r.out} (fingerprint {r.fingerprint}): no match beyond distance "
+        f"{r.threshold:.4f}; on {r.images} images of {r.identities} identities: "
+        f"FMR {r.fmr:.2%} (target {r.target_fmr:.2%}) over "
+        f"{r.queries_impostor} impostor queries, TMR {r.tmr:.2%} over "
+        f"{r.queries_genuine} genuine queries")
+
+
+def train_summary(r: TrainReport) -> None:
+    """Prints what ``train`` wrote and how the last epoch ended."""
+    loss = "n/a" if r.final_loss is None else f"{r.final_loss:.4f}"
+    acc = "n/a" if r.final_acc is None else f"{r.final_acc:.1%}"
+    resumed = f" (resumed after epoch {r.resumed_from_epoch})" if r.resumed_from_epoch else ""
+    out.print(
+        f"wrote {r.out} (fingerprint {r.fingerprint}): {r.backbone} "
+        f"{r.input_size}, {r.images} images of {r.identities} identities, "
+        f"{r.epochs} epochs{resumed}, final loss {loss}, train acc {acc}, "
+        f"{r.seconds_per_epoch} s/epoch; {r.pca}")
+
+
+def info_tables(r: InfoReport) -> None:
+    """Prints the database, its collection pairs and the settings in force."""
+    disk = (f"{r.disk_bytes / 2**20:.1f} MiB on disk" if r.disk_bytes is not None
+            else "disk size: n/a")
+    out.print(Text.assemble((r.uri, "bold"), f" ({r.backend}, {disk})"))
+    out.print(f"config file: {r.config_file or 'none'}")
+    t = Table(title="collection pairs", title_justify="left")
+    for c in ("name", "images", "f_g", "index", "f_l", "model"):
+        t.add_column(c, overflow="fold")
+    for p in r.collections:
+        idx = p.index
+        params = ", ".join(f"{k}={v}" for k, v in idx["params"].items())
+        images = (str(p.global_count) if p.global_count == p.local_count
+                  else f"{p.global_count} (local {p.local_count})")
+        t.add_row(p.name, images, f"{p.global_dim}-D",
+                  f"{idx['type']} {idx['metric']} {params}", f"{p.local_dim}-D", p.model)
+    if not r.collections:
+        t.add_row("(none)", "", "", "", "", "")
+    out.print(t)
+    s = Table(title="settings (option > environment > config file > default)",
+              title_justify="left")
+    for c in ("setting", "value", "from"):
+        s.add_column(c)
+    for row in r.settings:
+        s.add_row(row.name, str(row.value), row.source)
+    out.print(s)
+
+
+def doctor_checks(checks: list[Check]) -> None:
+    """Prints one line per check, with its fix when it did not pass, and the verdict."""
+    for c in checks:
+        out.print(Text.assemble((f"{c.status:>4}", _STATUS_STYLE[c.status]),
+                                f" {c.name}: {c.detail}"))
+        if c.fix:
+            out.print(f"      fix: {c.fix}")
+    failed = sum(c.status == "fail" for c in checks)
+    out.print("all checks passed" if not failed else f"{failed} check(s) failed")

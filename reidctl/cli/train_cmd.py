@@ -14,6 +14,7 @@ from rich.progress import (
     TextColumn,
 )
 
+from reidctl.cli import render
 from reidctl.cli.common import (
     JsonOpt,
     QuietOpt,
@@ -21,7 +22,6 @@ from reidctl.cli.common import (
     check_output_file,
     err,
     errors_to_exit,
-    out,
     print_json,
 )
 
@@ -139,17 +139,9 @@ def train(
                           on_epoch=show.epoch if show else None,
                           on_stage=show.stage if show else None)
         if json_out:
-            print_json(r)
+            print_json(r.to_dict())
         else:
-            loss = "n/a" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
-            acc = "n/a" if r["final_acc"] is None else f"{r['final_acc']:.1%}"
-            resumed = (f" (resumed after epoch {r['resumed_from_epoch']})"
-                       if r["resumed_from_epoch"] else "")
-            out.print(
-                f"wrote {r['out']} (fingerprint {r['fingerprint']}): {r['backbone']} "
-                f"{r['input_size']}, {r['images']} images of {r['identities']} identities, "
-                f"{r['epochs']} epochs{resumed}, final loss {loss}, train acc {acc}, "
-                f"{r['seconds_per_epoch']} s/epoch; {r['pca']}")
+            render.train_summary(r)
 
 
 def register(app: typer.Typer) -> None:

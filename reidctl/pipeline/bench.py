@@ -75,10 +75,7 @@ def peak_rss_mb() -> float:
 
 def ground_truth(queries: Features, gallery: Features, junk_pids: frozenset[str]) -> GroundTruth:
     """Relevance over the labelled gallery (distractors are neither relevant nor junk)."""
-    return GroundTruth.from_labels(
-        [q.person_id for q in queries.metas], [q.camera for q in queries.metas],
-        np.array([m.person_id for m in gallery.metas]), np.array([m.camera for m in gallery.metas]),
-        junk_pids)
+    return GroundTruth.from_metas(queries.metas, gallery.metas, junk_pids)
 
 
 def _batched_qps(store: MilvusStore, queries: Features, m: int, weight: float,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from reidctl.pipeline.common import (
     extract_files,
 )
 from reidctl.store import MilvusStore
+from reidctl.timing import Stopwatch
 from reidctl.types import ImageMeta
 
 CACHE_FORMAT = "reidctl.bench_cache/1"
@@ -207,13 +207,13 @@ def extract_queries(extractor: FeatureExtractor, metas: Sequence[ImageMeta],
     """Query descriptors, one image at a time (read, decode, forward) and timed."""
     gs, ls, ms = [], [], []
     for q in metas:
-        t = time.perf_counter()
-        try:
-            px = load(q.path, extractor.input_size)[1].pixels
-        except SkipImage as e:
-            raise InputError(f"cannot use query image {q.path}: {e}") from None
-        d = extractor.extract(to_batch([px]))
-        ms.append((time.perf_counter() - t) * 1e3)
+        with Stopwatch() as sw:
+            try:
+                px = load(q.path, extractor.input_size)[1].pixels
+            except SkipImage as e:
+                raise InputError(f"cannot use query image {q.path}: {e}") from None
+            d = extractor.extract(to_batch([px]))
+        ms.append(sw.ms)
         gs.append(d.global_)
         ls.append(d.local)
         if on_progress:
@@ -276,7 +276,7 @@ def grow(store: MilvusStore, extractor: FeatureExtractor, cache: DistractorCache
     Raises:
         StoreError: the pair holds rows that are neither (it was written by hand).
     """
-    t0 = time.perf_counter()
+    clock = Stopwatch.started()
     rep = GrowReport()
     ensure_collection(store, extractor)
     fp = extractor.fingerprint
@@ -299,5 +299,5 @@ def grow(store: MilvusStore, extractor: FeatureExtractor, cache: DistractorCache
         raise StoreError(f"collection pair {store.name!r} holds {count} images, expected "
                          f"{ng} gallery + {n} distractors: drop it and run again")
     rep.inserted = len(set(written))
-    rep.seconds = time.perf_counter() - t0
+    rep.seconds = clock.elapsed()
     return rep

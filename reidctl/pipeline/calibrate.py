@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +28,9 @@ from reidctl.errors import InputError, ModelError
 from reidctl.model import FeatureExtractor, load_checkpoint, save_checkpoint
 from reidctl.openset import OpenSetScores, calibrate, operating_point, scores_from_distances
 from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn
+from reidctl.pipeline.results import CalibrateReport
 from reidctl.rerank import full_distances
+from reidctl.timing import Stopwatch
 from reidctl.types import ImageMeta
 
 MARKET_JUNK = frozenset({"-1"})
@@ -208,7 +209,7 @@ def calibrate_model(
     extractor: FeatureExtractor, protocol: Protocol, target_fmr: float, out: Path, *,
     device: torch.device | None = None, batch_size: int = DEFAULT_BATCH,
     on_stage: Callable[[str, int], ProgressFn] | None = None,
-) -> dict[str, Any]:
+) -> CalibrateReport:
     """Calibrates the "no match" threshold on a labeled split; writes the checkpoint with it.
 
     The threshold is the largest distance whose false-match rate over the
@@ -228,9 +229,8 @@ def calibrate_model(
         on_stage: called with (stage name, total steps); returns a progress callback.
 
     Returns:
-        {"out", "fingerprint", "threshold", "target_fmr", "fmr", "tmr",
-        "queries_genuine", "queries_impostor", "images", "identities", "skipped",
-        "protocol", "fine_weight", "model", "seconds"}.
+        The checkpoint written, the threshold, its operating point on the split, the
+        split's size and the seconds taken.
 
     Raises:
         InputError: target outside [0, 1], no usable query or gallery image.
@@ -238,7 +238,7 @@ def calibrate_model(
     """
     if not 0.0 <= target_fmr <= 1.0:
         raise InputError(f"target FMR must be in [0, 1], got {target_fmr}")
-    t0 = time.perf_counter()
+    clock = Stopwatch.started()
     n_paths = len({m.path for m in (*protocol.queries, *protocol.gallery)})
     advance = on_stage("extract", n_paths) if on_stage else None
     features = extract_split(extractor, protocol, batch_size=batch_size, on_progress=advance)
@@ -257,7 +257,12 @@ def calibrate_model(
         "tmr": point["tmr"],
     }
     fp = _write(extractor, Path(out), open_set)
-    return {"out": str(out), "fingerprint": fp, **point, "target_fmr": float(target_fmr),
-            "images": images, "identities": identities, "skipped": dict(features.skipped),
-            "protocol": protocol.description, "fine_weight": extractor.fine_weight,
-            "model": extractor.source, "seconds": round(time.perf_counter() - t0, 1)}
+    return CalibrateReport(
+        out=str(out), fingerprint=fp, threshold=float(point["threshold"]),
+        fmr=float(point["fmr"]), tmr=float(point["tmr"]),
+        queries_genuine=int(point["queries_genuine"]),
+        queries_impostor=int(point["queries_impostor"]), target_fmr=float(target_fmr),
+        images=images, identities=identities, skipped=dict(features.skipped),
+        protocol=protocol.description,
+        fine_weight=extractor.fine_weight, model=extractor.source,
+        seconds=round(clock.elapsed(), 1))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import platform
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,12 +85,14 @@ def check_model(model: str, device: str) -> tuple[Check, Any]:
         return Check("model", FAIL, f"{type(e).__name__}: {e}", "reinstall: pip install -e ."), None
     import torch
 
+    from reidctl.timing import Stopwatch
+
     h, w = extractor.spec.input_size
     batch = torch.rand(4, 3, h, w)
     extractor.extract(batch)  # warm up
-    t0 = time.perf_counter()
-    d = extractor.extract(batch)
-    ms = (time.perf_counter() - t0) * 1000 / 4
+    with Stopwatch() as sw:
+        d = extractor.extract(batch)
+    ms = sw.ms / 4
     open_set = getattr(extractor, "open_set", None)
     extra = f", no-match threshold {open_set['threshold']:.4f}" if open_set else ""
     return Check("model", OK, f"{model}: {extractor.spec.name} {h}x{w}, fingerprint "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from reidctl.data.datasets import Protocol
+from reidctl.data.images import content_id
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
 from reidctl.openset import operating_point, scores_from_ranking
@@ -21,6 +23,7 @@ from reidctl.pipeline.search import to_hits, with_metadata
 from reidctl.pipeline.stages import StageFn, stage_opener
 from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch
+from reidctl.types import ImageMeta
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,7 @@ class Gallery:
     """The stored gallery, read back from the database for scoring and the linear scan."""
 
     ids: list[str]
-    pids: np.ndarray  # (N,) str
-    cams: np.ndarray  # (N,) str
+    metas: list[ImageMeta]  # (N,) as stored: path, person, camera, source
     f_g: torch.Tensor  # (N, Dg)
     f_l: torch.Tensor  # (N, Dl)
 
@@ -39,22 +41,31 @@ def read_gallery(store: MilvusStore, device: torch.device) -> Gallery:
     sorted by id so that seeded draws (single-shot CMC) do not depend on how the
     backend orders its segments."""
     ids: list[str] = []
-    pids: list[str] = []
-    cams: list[str] = []
+    metas: list[ImageMeta] = []
     gs: list[np.ndarray] = []
     ls: list[np.ndarray] = []
     for batch in store.iterate(with_vectors=True, fresh=True):
         ids.extend(batch["id"])
-        pids.extend(m["person_id"] for m in batch["meta"])
-        cams.extend(m["camera"] for m in batch["meta"])
+        metas.extend(ImageMeta(path=m["path"], person_id=m["person_id"], camera=m["camera"],
+                               source=m["source"]) for m in batch["meta"])
         gs.append(batch["f_g"])
         ls.append(batch["f_l"])
     order = np.argsort(np.array(ids), kind="stable")  # by id: independent of storage order
     return Gallery(
-        [ids[i] for i in order], np.array(pids)[order], np.array(cams)[order],
+        [ids[i] for i in order], [metas[i] for i in order],
         torch.from_numpy(np.concatenate(gs)[order]).to(device),
         torch.from_numpy(np.concatenate(ls)[order]).to(device),
     )
+
+
+def scoring_order(gallery: Sequence[ImageMeta]) -> list[ImageMeta]:
+    """``gallery`` in the order :func:`evaluate` scores it, that of :func:`read_gallery`:
+    by primary key, the sha256 of the file bytes (:func:`reidctl.data.images.content_id`).
+
+    Rankings and mAP do not depend on the order; the seeded single-shot CMC draws (one
+    image per identity) do. For scoring the same gallery elsewhere (in process).
+    """
+    return sorted(gallery, key=lambda m: content_id(Path(m.path)))
 
 
 def default_collection(dataset: str, extractor: FeatureExtractor) -> str:
@@ -129,8 +140,7 @@ def evaluate(
             f"gallery has {expected}: it was changed after eval made it (reidctl delete --all "
             f"--yes -c {store.name} empties it)")
     m_eff = min(m, n)
-    truth = GroundTruth.from_labels([q.person_id for q in queries], [q.camera for q in queries],
-                                    gallery.pids, gallery.cams, protocol.junk_person_ids)
+    truth = GroundTruth.from_metas(queries, gallery.metas, protocol.junk_person_ids)
     w = extractor.fine_weight
     # ids and distances only, as the search command ranks; identities come from the
     # gallery read above
@@ -149,8 +159,8 @@ def evaluate(
     def after(qi: int) -> None:
         """Keeps what the open-set figures and the example pictures need of C2F."""
         if threshold is not None:
-            open_lists.append([(c.distance, str(gallery.pids[index[c.id]]),
-                                str(gallery.cams[index[c.id]])) for c in fine.last])
+            found = [(c.distance, gallery.metas[index[c.id]]) for c in fine.last]
+            open_lists.append([(d, g.person_id, g.camera) for d, g in found])
         if qi in shown:
             kept.append({"query": str(queries[qi].path), "query_person": queries[qi].person_id,
                          "hits": [h.__dict__ for h in to_hits(

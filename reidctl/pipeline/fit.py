@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +15,8 @@ from reidctl.errors import InputError
 from reidctl.model import GLOBAL_DIM, PCA, FeatureExtractor, save_checkpoint
 from reidctl.model.checkpoint_check import check_fine_weight
 from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn
+from reidctl.pipeline.results import FitReport
+from reidctl.timing import Stopwatch
 
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
 
@@ -61,11 +62,12 @@ def fit_model(
     extractor: FeatureExtractor, files: Sequence[Path], out: Path, *, dim: int = GLOBAL_DIM,
     shrinkage: float = DEFAULT_SHRINKAGE, fine_weight: float | None = None,
     on_progress: ProgressFn | None = None,
-) -> dict:
+) -> FitReport:
     """Fits the projections and writes a self-describing checkpoint with them.
 
     Returns:
-        A report: images used, skipped, fingerprint, output path, seconds.
+        What was written: output path, fingerprint, images used and skipped, the
+        projections, seconds.
 
     Raises:
         InputError: ``fine_weight`` is not a finite number in [0, 100].
@@ -75,7 +77,7 @@ def fit_model(
             check_fine_weight(fine_weight)
         except ValueError as e:
             raise InputError(str(e)) from None
-    t0 = time.perf_counter()
+    clock = Stopwatch.started()
     pca, stripe_pca, skipped = fit_projections(
         extractor, files, dim=dim, shrinkage=shrinkage, on_progress=on_progress)
     model = extractor.model
@@ -95,6 +97,6 @@ def fit_model(
     # a new projection invalidates any calibrated threshold: the record is left without one
     fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
                                       fine_weight=weight, classes=[], open_set=None, extra=extra))
-    return {"out": str(out), "fingerprint": fp, "images": used, "skipped": dict(skipped),
-            "pca": pca.describe(), "stripe_whitening": stripe_pca[0].describe(),
-            "fine_weight": weight, "seconds": round(time.perf_counter() - t0, 1)}
+    return FitReport(out=str(out), fingerprint=fp, images=used, skipped=dict(skipped),
+                     pca=pca.describe(), stripe_whitening=stripe_pca[0].describe(),
+                     fine_weight=weight, seconds=round(clock.elapsed(), 1))

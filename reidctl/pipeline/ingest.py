@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import DEFAULT_BATCH, ForwardStreams, ProgressFn, ensure_collection
 from reidctl.store import MilvusStore, meta_row, row_problem, varchar_problem
 from reidctl.store.schema import load_spec
+from reidctl.timing import Stopwatch
 from reidctl.types import ImageMeta
 
 MAX_EXAMPLES = 20  # skipped files listed by name in the report
@@ -230,7 +230,7 @@ def ingest(
         InputError: ``source`` cannot be stored (checked before anything is written), or
             no file could be used at all.
     """
-    t0 = time.perf_counter()
+    clock = Stopwatch.started()
     check_source(source)
     report = IngestReport(files=len(files))
     report.created = ensure_collection(store, extractor)
@@ -313,7 +313,7 @@ def ingest(
         if store.is_lite:  # sealed segments make later searches and counts faster on Lite;
             store.flush()  # a server seals on its own, and its flush would only wait
         store.wait_visible(last, present=True)  # batches are written in order
-    report.seconds = time.perf_counter() - t0
+    report.seconds = clock.elapsed()
     if report.files and report.skipped.total() == report.files:
         raise InputError(
             f"none of the {report.files} file(s) could be ingested "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from reidctl.metrics import (
 )
 from reidctl.pipeline.reports import MethodReport
 from reidctl.timing import Timer
+from reidctl.types import ImageMeta
+
+R = TypeVar("R")  # what a ranker's search returns: gallery rows, or candidates to map to rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,20 @@ class GroundTruth:
         return cls([g for g, _ in masks], [j for _, j in masks], np.array(query_pids),
                    gallery_pids)
 
+    @classmethod
+    def from_metas(cls, queries: Sequence[ImageMeta], gallery: Sequence[ImageMeta],
+                   junk_pids: frozenset[str] = frozenset()) -> GroundTruth:
+        """Masks of each query from the person and camera ids of the images.
+
+        Args:
+            queries: the query images, in query order.
+            gallery: the labelled gallery images, in row order.
+            junk_pids: person ids whose images are junk wherever they are ranked.
+        """
+        return cls.from_labels([q.person_id for q in queries], [q.camera for q in queries],
+                               np.array([g.person_id for g in gallery]),
+                               np.array([g.camera for g in gallery]), junk_pids)
+
     @property
     def num_queries(self) -> int:
         return len(self.good)
@@ -79,13 +96,23 @@ class GroundTruth:
                              np.concatenate([self.junk[qi], unlabelled]))
 
 
-class Ranker(Protocol):
-    """Ranks the gallery for one query at a time; the runner times each call."""
+class Ranker(Protocol[R]):
+    """Ranks the gallery for one query at a time.
+
+    The runner times :meth:`rank` alone, the search a user waits for; then
+    :meth:`gallery_rows` turns its result into gallery rows for scoring, untimed (a ranker
+    that searches a store maps the returned ids to rows there).
+    """
 
     name: str
 
-    def rank(self, qi: int) -> np.ndarray:
-        """(R,) gallery rows of query ``qi``, best first (R may be less than the gallery)."""
+    def rank(self, qi: int) -> R:
+        """The ranking of query ``qi``, best first, as the method produces it."""
+        ...
+
+    def gallery_rows(self, ranked: R) -> np.ndarray:
+        """(L,) gallery rows of a ranking from :meth:`rank` (L may be less than the
+        gallery)."""
         ...
 
 
@@ -102,14 +129,15 @@ class Scan(Protocol):
 
 
 def run_protocol(
-    truth: GroundTruth, rankers: Sequence[Ranker], scans: Sequence[Scan] = (), *,
+    truth: GroundTruth, rankers: Sequence[Ranker[Any]], scans: Sequence[Scan] = (), *,
     timer: Timer | None = None, single_shot: bool = False,
     on_query: Callable[[int], None] | None = None,
 ) -> dict[str, MethodReport]:
     """Runs every ranker on every query, scores and times it; then every scan.
 
     Args:
-        timer: collects each ranker's milliseconds per query under its name.
+        timer: collects each ranker's milliseconds per query (its :meth:`Ranker.rank`
+            calls) under its name.
         single_shot: also CUHK03 single-shot CMC (holds a (Q, N) position matrix per
             ranker: small galleries only).
         on_query: called with the query index after all rankers have ranked it.
@@ -123,7 +151,8 @@ def run_protocol(
     for qi in range(truth.num_queries):
         for r in rankers:
             with timer.stage(r.name):
-                ranked = r.rank(qi)
+                found = r.rank(qi)
+            ranked = r.gallery_rows(found)  # (L,) rows, outside the timed search
             scores[r.name].append(truth.score(qi, ranked))
             if single_shot:
                 kept[r.name].append(ranked)

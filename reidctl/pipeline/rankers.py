@@ -1,7 +1,8 @@
 """Rankers: each way of ranking a gallery for a query, for :func:`run_protocol`.
 
-Milvus rankers go through the search path (:mod:`reidctl.pipeline.search`) and map the
-returned ids to gallery rows; exact rankers compute every distance in process. A new
+Milvus rankers go through the search path (:mod:`reidctl.pipeline.search`) and return its
+candidates, whose ids ``gallery_rows`` maps to gallery rows outside the timed search;
+exact rankers compute every distance in process and rank rows directly. A new
 query-time method is one more class here, and every caller (eval, bench, ablations) can
 run it.
 """
@@ -21,14 +22,28 @@ from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch, Timer
 
 
-def _rows(candidates: list[Candidate], index: Mapping[str, int]) -> np.ndarray:
-    """(R,) gallery rows of ranked candidates; an id outside ``index`` (a distractor) maps
-    to ``len(index)``, the unlabelled row."""
-    outside = len(index)
-    return np.array([index.get(c.id, outside) for c in candidates], dtype=np.int64)
+class _ByIds:
+    """Rankers whose rankings are store candidates, mapped to rows by ``index``."""
+
+    index: Mapping[str, int]
+
+    def gallery_rows(self, ranked: list[Candidate]) -> np.ndarray:
+        """(L,) gallery rows of ranked candidates; an id outside ``index`` (a distractor)
+        maps to ``len(index)``, the unlabelled row."""
+        outside = len(self.index)
+        return np.array([self.index.get(c.id, outside) for c in ranked], dtype=np.int64)
 
 
-class MilvusCoarse:
+class _ByRows:
+    """Rankers that rank gallery rows directly."""
+
+    @staticmethod
+    def gallery_rows(ranked: np.ndarray) -> np.ndarray:
+        """The ranking itself: it is made of rows already."""
+        return ranked
+
+
+class MilvusCoarse(_ByIds):
     """ANN top-M on f_g in Milvus (ids and distances only, as search ranks)."""
 
     name = "coarse"
@@ -38,12 +53,11 @@ class MilvusCoarse:
         self.store, self.q_global, self.m = store, q_global, m
         self.index = index
 
-    def rank(self, qi: int) -> np.ndarray:
-        cands = coarse_search(self.store, self.q_global[qi], self.m, with_meta=False)
-        return _rows(cands, self.index)
+    def rank(self, qi: int) -> list[Candidate]:
+        return coarse_search(self.store, self.q_global[qi], self.m, with_meta=False)
 
 
-class MilvusC2F:
+class MilvusC2F(_ByIds):
     """The search command's coarse-to-fine ranking: the top-M re-ranked with f_l fetched
     from Milvus. Keeps the last query's candidates (``last``, with their fine distances)
     and each stage's milliseconds (``stages``: coarse, fetch, rerank)."""
@@ -57,15 +71,15 @@ class MilvusC2F:
         self.last: list[Candidate] = []
         self.stages = Timer()
 
-    def rank(self, qi: int) -> np.ndarray:
+    def rank(self, qi: int) -> list[Candidate]:
         self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
                                  self.device, fine_weight=self.fine_weight, with_meta=False)
         for stage in ("coarse", "fetch", "rerank"):
             self.stages.add(stage, getattr(timings, stage))
-        return _rows(self.last, self.index)
+        return self.last
 
 
-class ExactLinear:
+class ExactLinear(_ByRows):
     """The linear scan: the full-descriptor distance sqrt(d_g^2 + w d_l^2) to every
     gallery image (:func:`reidctl.rerank.full_distances`), ties in gallery order."""
 
@@ -82,7 +96,7 @@ class ExactLinear:
         return torch.argsort(d, stable=True).cpu().numpy()
 
 
-class ExactCoarse:
+class ExactCoarse(_ByRows):
     """Exact Euclidean ranking on f_g over the whole gallery (no ANN index)."""
 
     name = "coarse"
@@ -99,7 +113,7 @@ class ExactCoarse:
         return self.order(qi)[0]
 
 
-class ExactC2F:
+class ExactC2F(_ByRows):
     """C2F with an exact coarse stage: the top-``m`` of :class:`ExactCoarse` re-ranked by
     :func:`reidctl.rerank.rerank`, the search path's re-rank.
 
@@ -125,7 +139,7 @@ class ExactC2F:
         return np.concatenate([ranked, order[self.m:]]) if self.tail == "coarse" else ranked
 
 
-class InMemoryC2F:
+class InMemoryC2F(_ByRows):
     """C2F in numpy over a gallery held in memory (f_g float32, f_l float16): exact
     coarse top-M from precomputed norms, then the fine distance. The benchmark's
     reference time for what Milvus adds; it ranks the first ``rows`` rows only, so one

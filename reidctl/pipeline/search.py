@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import extract_files
 from reidctl.rerank import rerank
 from reidctl.store import MilvusStore
+from reidctl.timing import Stopwatch
 from reidctl.types import Hit, Selection
 
 
@@ -95,20 +95,20 @@ def fine_rerank(
     does not fail the search: it follows the re-ranked ones in coarse order, with its
     coarse distance, and ``timings.warnings`` says how many there were.
     """
-    t0 = time.perf_counter()
-    f_l, present = store.fetch_local_partial([c.id for c in candidates],
-                                             fresh=fresh)  # (M, Dl), (M,)
-    t1 = time.perf_counter()
-    ok = np.flatnonzero(present)  # (M',) rows with a local descriptor, in coarse order
-    coarse = np.array([candidates[i].distance for i in ok], dtype=np.float32)  # (M',)
-    order, dist = rerank(q_local, f_l[ok], device, coarse_distances=coarse,
-                         local_weight=fine_weight)
-    out = [Candidate(candidates[ok[i]].id, float(d), candidates[ok[i]].meta)
-           for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
-    out += [candidates[i] for i in np.flatnonzero(~present)]
+    with Stopwatch() as fetch:
+        f_l, present = store.fetch_local_partial([c.id for c in candidates],
+                                                 fresh=fresh)  # (M, Dl), (M,)
+    with Stopwatch() as fine:
+        ok = np.flatnonzero(present)  # (M',) rows with a local descriptor, in coarse order
+        coarse = np.array([candidates[i].distance for i in ok], dtype=np.float32)  # (M',)
+        order, dist = rerank(q_local, f_l[ok], device, coarse_distances=coarse,
+                             local_weight=fine_weight)
+        out = [Candidate(candidates[ok[i]].id, float(d), candidates[ok[i]].meta)
+               for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
+        out += [candidates[i] for i in np.flatnonzero(~present)]
     if timings is not None:
-        timings.fetch += (t1 - t0) * 1e3
-        timings.rerank += (time.perf_counter() - t1) * 1e3
+        timings.fetch += fetch.ms
+        timings.rerank += fine.ms
         if len(ok) < len(candidates):
             timings.warnings.append(
                 f"{len(candidates) - len(ok)} of {len(candidates)} candidates have no local "
@@ -125,10 +125,10 @@ def c2f(
     """Coarse-to-fine search for one query: the re-ranked top-``m`` (see
     :func:`coarse_search` for ``with_meta``)."""
     timings = Timings()
-    t0 = time.perf_counter()
-    cands = coarse_search(store, q_global, m, where=where, fresh=fresh,
-                          with_meta=with_meta)
-    timings.coarse = (time.perf_counter() - t0) * 1e3
+    with Stopwatch() as sw:
+        cands = coarse_search(store, q_global, m, where=where, fresh=fresh,
+                              with_meta=with_meta)
+    timings.coarse = sw.ms
     if not cands:
         return [], timings
     return fine_rerank(store, q_local, cands, device, fine_weight=fine_weight,
@@ -179,8 +179,8 @@ def search(
         # the M candidates travel as ids; metadata is read for the top-k shown only
         ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
                               where=where, with_meta=False)
-        t0 = time.perf_counter()
-        shown = with_metadata(store, ranked[:top_k]) if ranked else []
-        timings.fetch += (time.perf_counter() - t0) * 1e3  # reads from Milvus, like f_l
+        with Stopwatch() as sw:
+            shown = with_metadata(store, ranked[:top_k]) if ranked else []
+        timings.fetch += sw.ms  # reads from Milvus, like f_l
         results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold))
     return results

@@ -52,6 +52,7 @@ from reidctl.model import (
 )
 from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
+from reidctl.pipeline.results import TrainReport
 from reidctl.pipeline.stages import StageFn
 from reidctl.pipeline.train_data import (
     AugmentedImages,
@@ -67,6 +68,7 @@ from reidctl.pipeline.train_state import (
     save_state,
     state_path,
 )
+from reidctl.timing import Stopwatch
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,11 @@ def _restore(spath: Path, record: dict[str, Any], model: ConvNet, opt: torch.opt
 def _fit_and_save(
     out: Path, model: ConvNet, spec: BackboneSpec, source: str, dev: torch.device,
     files: LabeledFiles, extra: dict[str, Any], on_stage: StageFn | None,
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, PCA, PCA]:
     """Fits the f_g PCA and stripe whitening on the trained features; writes the checkpoint.
 
     Returns:
-        (fingerprint, descriptions of the fitted projections).
+        (fingerprint, the f_g PCA, the first stripe's whitening).
     """
     model.to(memory_format=torch.contiguous_format).eval()
     extractor = _extractor(model, spec, source, dev)
@@ -241,7 +243,7 @@ def _fit_and_save(
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
                                       classes=files.classes, extra=extra))
-    return fp, {"pca": pca.describe(), "stripe_whitening": stripe_pca[0].describe()}
+    return fp, pca, stripe_pca[0]
 
 
 def _seed_all(seed: int) -> None:
@@ -254,7 +256,7 @@ def train(
     data: Path, out: Path, settings: TrainSettings, *, device: str = "cpu", workers: int = 1,
     resume: bool = False, restart: bool = False, on_step: StepFn | None = None,
     on_epoch: EpochFn | None = None, on_stage: StageFn | None = None,
-) -> dict[str, Any]:
+) -> TrainReport:
     """Trains Conv-Net, fits the descriptor projections and writes one checkpoint to ``out``.
 
     The training state is saved to ``<out>.state`` after every epoch; when that file
@@ -286,7 +288,7 @@ def train(
         ModelError: bad backbone weights, unreadable state file or one written with
             other settings, CUDA requested but absent.
     """
-    t_start = time.perf_counter()
+    clock = Stopwatch.started()
     out, dev = Path(out), resolve_device(device)
     _validate(settings)
     files = labeled_files(data, settings.max_identities)
@@ -329,7 +331,7 @@ def train(
                               AugmentSettings(pad=settings.pad, erasing=settings.erasing))
     done_steps = sum(len(b) for b in plan[:start])
     for epoch in range(start, settings.epochs):
-        t0 = time.perf_counter()
+        epoch_clock = Stopwatch.started()
         batches = epoch_batches(dataset, plan[epoch], epoch, workers, settings.seed,
                                 pin=dev.type == "cuda")
 
@@ -344,7 +346,7 @@ def train(
                           triplet_weight=settings.triplet_weight,
                           margin=settings.triplet_margin, on_batch=report_step)
         done_steps += len(plan[epoch])
-        seconds = time.perf_counter() - t0
+        seconds = epoch_clock.elapsed()
         wall += seconds
         result = EpochResult(epoch + 1, settings.epochs, stats["loss"], stats["ce"],
                              stats["triplet"], stats["acc"], seconds)
@@ -360,7 +362,7 @@ def train(
         if on_epoch:
             on_epoch(result)
 
-    t_fit = time.perf_counter()
+    fit_clock = Stopwatch.started()
     last = history[-1] if history else {}
     extra = {
         "training": asdict(settings), "data_dir": str(Path(data).resolve()),
@@ -370,15 +372,15 @@ def train(
         "history": history, "wall_s": round(wall, 1), "seed": settings.seed,
         "base_model": source, "input_size": list(spec.input_size), "device": str(dev),
     }
-    fp, fitted = _fit_and_save(out, model, spec, source, dev, files, extra, on_stage)
-    return {
-        "out": str(out), "state": str(spath), "fingerprint": fp, "backbone": spec.name,
-        "input_size": f"{spec.input_size[0]}x{spec.input_size[1]}", "device": str(dev),
-        "images": len(files.files), "identities": len(files.classes),
-        "epochs": settings.epochs, "resumed_from_epoch": start,
-        "final_loss": last.get("loss"), "final_acc": last.get("acc"), "history": history,
-        "seconds_per_epoch": round(wall / len(history), 1) if history else None,
-        "train_wall_s": round(wall, 1), "fit_s": round(time.perf_counter() - t_fit, 1),
-        "seconds": round(time.perf_counter() - t_start, 1), **fitted,
-        "settings": asdict(settings),
-    }
+    fp, pca, stripe = _fit_and_save(out, model, spec, source, dev, files, extra, on_stage)
+    return TrainReport(
+        out=str(out), state=str(spath), fingerprint=fp, backbone=spec.name,
+        input_size=f"{spec.input_size[0]}x{spec.input_size[1]}", device=str(dev),
+        images=len(files.files), identities=len(files.classes),
+        epochs=settings.epochs, resumed_from_epoch=start,
+        final_loss=last.get("loss"), final_acc=last.get("acc"), history=history,
+        seconds_per_epoch=round(wall / len(history), 1) if history else None,
+        train_wall_s=round(wall, 1), fit_s=round(fit_clock.elapsed(), 1),
+        seconds=round(clock.elapsed(), 1), pca=pca.describe(),
+        stripe_whitening=stripe.describe(), settings=settings,
+    )

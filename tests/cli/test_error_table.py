@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from reidctl.cli.main import app
 from reidctl.store.schema import load_spec
 from tests.cli_helpers import RUNNER_ENV, SETTINGS_ENV, interrupt_ingest
-from tests.data.test_input_limits import SYSTEM_PATH_MAX, make_file
+from tests.data.helpers import SYSTEM_PATH_MAX, make_file
 from tests.milvus_server import SERVER_CREDENTIALS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from reidctl.cli.main import app
 from reidctl.store.schema import load_spec
 from tests.cli_helpers import RUNNER_ENV, SETTINGS_ENV, one_line_error
-from tests.data.test_input_limits import SYSTEM_PATH_MAX, make_file
+from tests.data.helpers import SYSTEM_PATH_MAX, make_file
 
 TIMEOUT = 300  # s for one reidctl process (model load included) on a busy 2-core machine
 runner = CliRunner()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from reidctl.cli.main import app
 from tests.cli_helpers import RUNNER_ENV, one_line_error
-from tests.store.test_open_errors import held_by_another_process, make_database, read_only
+from tests.store.helpers import held_by_another_process, make_database, read_only
 
 runner = CliRunner()
 

@@ -20,6 +20,7 @@ from reidctl.model import FeatureExtractor, load_checkpoint, load_model, save_ch
 from reidctl.openset import calibrate, operating_point, scores_from_distances
 from reidctl.pipeline.calibrate import calibrate_model, folder_protocol, restrict
 from reidctl.pipeline.common import extract_files
+from reidctl.pipeline.results import CalibrateReport
 from reidctl.rerank import full_distances
 
 TARGET = 0.05
@@ -39,51 +40,52 @@ def protocol(cuhk03_root: Path) -> Protocol:
 @pytest.fixture(scope="module")
 def calibrated(
     zero_shot: FeatureExtractor, protocol: Protocol, tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, dict]:
+) -> tuple[Path, CalibrateReport]:
     out = tmp_path_factory.mktemp("cal") / "m.pt"
     return out, calibrate_model(zero_shot, protocol, TARGET, out)
 
 
 @pytest.fixture(scope="module")
-def reloaded(calibrated: tuple[Path, dict]) -> FeatureExtractor:
+def reloaded(calibrated: tuple[Path, CalibrateReport]) -> FeatureExtractor:
     return load_model(calibrated[0])
 
 
 def test_checkpoint_carries_open_set_and_keeps_fingerprint(
-    calibrated: tuple[Path, dict], zero_shot: FeatureExtractor, protocol: Protocol,
+    calibrated: tuple[Path, CalibrateReport], zero_shot: FeatureExtractor, protocol: Protocol,
 ) -> None:
     out, r = calibrated
     loaded = load_checkpoint(out)
-    assert loaded.fingerprint == zero_shot.fingerprint == r["fingerprint"]
+    assert loaded.fingerprint == zero_shot.fingerprint == r.fingerprint
     os_ = loaded.open_set
     assert os_ is not None and set(os_) == {"threshold", "target_fmr", "calibrated_on", "fmr",
                                             "tmr"}
-    assert os_["threshold"] == r["threshold"] and os_["target_fmr"] == TARGET
+    assert os_["threshold"] == r.threshold and os_["target_fmr"] == TARGET
     n_images = len(protocol.queries) + len(protocol.gallery)
-    assert os_["calibrated_on"]["images"] == r["images"] == n_images
-    assert os_["calibrated_on"]["identities"] == r["identities"] == len(IDS)
+    assert os_["calibrated_on"]["images"] == r.images == n_images
+    assert os_["calibrated_on"]["identities"] == r.identities == len(IDS)
     assert os_["calibrated_on"]["path"].endswith("val")
-    assert r["queries_impostor"] == len(protocol.queries) and r["queries_genuine"] > 0
-    assert 0.0 < os_["fmr"] <= TARGET and 0.0 < os_["tmr"] <= 1.0 and r["skipped"] == {}
+    assert r.queries_impostor == len(protocol.queries) and r.queries_genuine > 0
+    assert 0.0 < os_["fmr"] <= TARGET and 0.0 < os_["tmr"] <= 1.0 and r.skipped == {}
     assert loaded.extra["base_model"] == zero_shot.source and loaded.classes == []
 
 
 def test_loaded_extractor_exposes_open_set(
-    calibrated: tuple[Path, dict], reloaded: FeatureExtractor, zero_shot: FeatureExtractor,
+    calibrated: tuple[Path, CalibrateReport], reloaded: FeatureExtractor,
+    zero_shot: FeatureExtractor,
 ) -> None:
     out, r = calibrated
     ex = reloaded
     assert ex.fingerprint == zero_shot.fingerprint and ex.checkpoint == out
     assert ex.open_set == load_checkpoint(out).open_set and ex.describe()["open_set"] == ex.open_set
     ex.open_set["threshold"] = -1.0  # a copy: the model's record cannot be changed by accident
-    assert ex.open_set["threshold"] == r["threshold"]
+    assert ex.open_set["threshold"] == r.threshold
     assert zero_shot.open_set is None and zero_shot.describe()["open_set"] is None
     x = torch.rand(2, 3, 256, 128, generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(ex.extract(x).local, zero_shot.extract(x).local)
 
 
 def test_measured_fmr_on_calibration_data_is_within_target(
-    calibrated: tuple[Path, dict], reloaded: FeatureExtractor, protocol: Protocol,
+    calibrated: tuple[Path, CalibrateReport], reloaded: FeatureExtractor, protocol: Protocol,
 ) -> None:
     """Recomputed independently: per-query exhaustive distances of the loaded model."""
     _, r = calibrated
@@ -102,14 +104,14 @@ def test_measured_fmr_on_calibration_data_is_within_target(
     point = operating_point(scores, thr * (1 - eps))
     assert point["fmr"] <= TARGET
     one = 1 / len(protocol.queries)
-    assert abs(operating_point(scores, thr * (1 + eps))["fmr"] - r["fmr"]) <= one + 1e-9
-    assert abs(point["tmr"] - r["tmr"]) <= one + 1e-9
+    assert abs(operating_point(scores, thr * (1 + eps))["fmr"] - r.fmr) <= one + 1e-9
+    assert abs(point["tmr"] - r.tmr) <= one + 1e-9
     # float32 rounding aside, it is the same threshold this independent path calibrates
-    assert calibrate(scores.impostor, TARGET) == pytest.approx(r["threshold"], rel=1e-5)
+    assert calibrate(scores.impostor, TARGET) == pytest.approx(r.threshold, rel=1e-5)
 
 
 def test_recalibrating_a_checkpoint_keeps_everything_else(
-    calibrated: tuple[Path, dict], reloaded: FeatureExtractor, protocol: Protocol,
+    calibrated: tuple[Path, CalibrateReport], reloaded: FeatureExtractor, protocol: Protocol,
     tmp_path: Path,
 ) -> None:
     first = load_checkpoint(calibrated[0])
@@ -118,12 +120,12 @@ def test_recalibrating_a_checkpoint_keeps_everything_else(
     r = calibrate_model(reloaded, small, 0.0, again)
     second = load_checkpoint(again)
     assert second.fingerprint == first.fingerprint and second.extra == first.extra
-    assert second.open_set["target_fmr"] == 0.0 and second.open_set["fmr"] == r["fmr"] == 0.0
+    assert second.open_set["target_fmr"] == 0.0 and second.open_set["fmr"] == r.fmr == 0.0
     assert second.open_set["calibrated_on"]["identities"] == 4
     assert second.open_set["threshold"] != first.open_set["threshold"]
 
 
-def test_old_checkpoint_without_open_set_loads(calibrated: tuple[Path, dict],
+def test_old_checkpoint_without_open_set_loads(calibrated: tuple[Path, CalibrateReport],
                                               tmp_path: Path) -> None:
     data = torch.load(calibrated[0], weights_only=True)
     del data["open_set"]
@@ -136,7 +138,7 @@ def test_old_checkpoint_without_open_set_loads(calibrated: tuple[Path, dict],
         load_checkpoint(tmp_path / "bad.pt")
 
 
-def test_save_checkpoint_open_set_is_plain_data(calibrated: tuple[Path, dict],
+def test_save_checkpoint_open_set_is_plain_data(calibrated: tuple[Path, CalibrateReport],
                                                 tmp_path: Path) -> None:
     ck = load_checkpoint(calibrated[0])
     fp = save_checkpoint(tmp_path / "np.pt", replace(

@@ -12,11 +12,12 @@ from reidctl.data.datasets import Protocol, cuhk03
 from reidctl.model import load_checkpoint, load_model
 from reidctl.pipeline.evaluate import evaluate
 from reidctl.pipeline.fit import fit_model
+from reidctl.pipeline.results import FitReport
 from reidctl.store import MilvusStore
 
 
 @pytest.fixture(scope="module")
-def fitted(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def fitted(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FitReport]:
     files = sorted((cuhk03_root / "train").glob("*.jpg"))[:200]
     bad = tmp_path_factory.mktemp("bad") / "broken.jpg"
     bad.write_bytes(files[0].read_bytes()[:300])
@@ -25,13 +26,13 @@ def fitted(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return out, report
 
 
-def test_checkpoint_carries_projections(fitted: tuple[Path, dict]) -> None:
+def test_checkpoint_carries_projections(fitted: tuple[Path, FitReport]) -> None:
     out, report = fitted
-    assert report["images"] == 200 and report["skipped"] == {"corrupt or truncated": 1}
+    assert report.images == 200 and report.skipped == {"corrupt or truncated": 1}
     loaded = load_checkpoint(out)
     assert loaded.pca.kind == "pca" and loaded.pca.whiten and loaded.pca.shrinkage == 2.0
     assert len(loaded.stripe_pca) == 4 and loaded.fine_weight == 0.5
-    assert loaded.fingerprint == report["fingerprint"]
+    assert loaded.fingerprint == report.fingerprint
     assert loaded.extra["fit_images"] == 200
     ex = load_model(out)
     zero_shot = load_model("osnet_x0_25")
@@ -44,7 +45,7 @@ def test_checkpoint_carries_projections(fitted: tuple[Path, dict]) -> None:
 
 
 def test_fitted_model_evaluates_and_c2f_with_full_gallery_equals_linear(
-    fitted: tuple[Path, dict], cuhk03_root: Path, tmp_path: Path
+    fitted: tuple[Path, FitReport], cuhk03_root: Path, tmp_path: Path
 ) -> None:
     full = cuhk03(cuhk03_root)
     keep = {f"{i:04d}" for i in range(20)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +132,43 @@ def test_the_runner_scores_times_and_single_shots_each_ranker(data: dict) -> Non
         assert list(d) == ["mAP", "mAP_trapz", "rank1", "rank5", "rank10", "num_valid_queries",
                            "ms_p50", "ms_p95", "single_shot"]
     assert reports["c2f"].rank1 > 50  # the noisy copies are still mostly found first
+
+
+def test_runner_times_the_search_not_the_mapping_to_rows() -> None:
+    """rank() runs inside the ranker's timed stage; gallery_rows() after it has closed."""
+
+    class Watched(Timer):
+        timing = False
+
+        @contextmanager
+        def stage(self, name: str) -> Iterator[None]:
+            self.timing = True
+            try:
+                with super().stage(name):
+                    yield
+            finally:
+                self.timing = False
+
+    timer = Watched()
+    seen: list[tuple[str, bool]] = []
+
+    class ById:
+        name = "by id"
+        ids = ["c", "a", "b"]  # the gallery rows' ids, in row order
+
+        def rank(self, qi: int) -> list[str]:
+            seen.append(("rank", timer.timing))
+            return ["b", "x", "a"]  # "x": not in the labelled gallery
+
+        def gallery_rows(self, ranked: list[str]) -> np.ndarray:
+            seen.append(("rows", timer.timing))
+            return np.array([self.ids.index(i) if i in self.ids else len(self.ids)
+                             for i in ranked])
+
+    truth = GroundTruth.from_labels(["p1", "p2"], ["A", "A"], np.array(["p2", "p1", "p1"]),
+                                    np.array(["B", "B", "B"]))
+    rep = run_protocol(truth, [ById()], timer=timer)["by id"]
+    assert seen == [("rank", True), ("rows", False)] * 2
+    assert len(timer.ms("by id")) == 2
+    # rows [2, 3, 1]: p1 finds its two images at ranks 1 and 3; p2's image is not ranked
+    assert rep.rank1 == 50.0 and rep.mAP == pytest.approx(100 * (1 + 2 / 3) / 2 / 2)

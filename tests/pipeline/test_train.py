@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ import typer
 from typer.testing import CliRunner
 
 import reidctl.pipeline.train as train_module
+from reidctl.cli import render
 from reidctl.cli.main import app as main_app
 from reidctl.cli.train_cmd import register
 from reidctl.data.augment import AugmentSettings, augment, sample_rng
 from reidctl.data.sampler import pk_batches
 from reidctl.errors import InputError, ModelError
 from reidctl.model import load_checkpoint, load_model
+from reidctl.pipeline.results import TrainReport
 from reidctl.pipeline.train import TrainSettings, train
 from reidctl.pipeline.train_state import state_path
 from tests.cli_helpers import one_line_error, sub_app
@@ -38,7 +41,7 @@ def train_dir(cuhk03_root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(train_dir: Path, tmp_path_factory: pytest.TempPathFactory,
-            ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+            ) -> tuple[Path, TrainReport, dict[str, Any]]:
     """One uninterrupted 2-epoch run on 16 identities; also captures the fitted projections."""
     out = tmp_path_factory.mktemp("train") / "m.pt"
     fitted: dict[str, Any] = {}
@@ -59,26 +62,26 @@ def trained(train_dir: Path, tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.mark.slow  # trains a model (the module's `trained`)
 def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
-    trained: tuple[Path, dict[str, Any], dict[str, Any]],
+    trained: tuple[Path, TrainReport, dict[str, Any]],
 ) -> None:
     out, report, _ = trained
-    losses = [h["loss"] for h in report["history"]]
+    losses = [h["loss"] for h in report.history]
     assert len(losses) == 2 and losses[1] < losses[0], losses
     loaded = load_checkpoint(out)
     assert loaded.classes == [f"{i:04d}" for i in range(16)]
     assert loaded.model.num_classes == 16  # the classifier block is kept
-    assert loaded.fingerprint == report["fingerprint"]
+    assert loaded.fingerprint == report.fingerprint
     assert loaded.stripes == 4 and len(loaded.stripe_pca) == 4 and loaded.fine_weight == 0.5
     extra = loaded.extra
-    assert extra["identities"] == 16 and extra["images"] == report["images"] > 128
+    assert extra["identities"] == 16 and extra["images"] == report.images > 128
     assert extra["training"]["seed"] == 3 and extra["epochs"] == 2
     assert len(extra["files_sha256"]) == 64 and extra["final_loss"] == losses[1]
-    assert load_model(out).fingerprint == report["fingerprint"]
+    assert load_model(out).fingerprint == report.fingerprint
 
 
 @pytest.mark.slow  # trains a model (the module's `trained`)
 def test_pca_round_trips_through_the_checkpoint(
-    trained: tuple[Path, dict[str, Any], dict[str, Any]],
+    trained: tuple[Path, TrainReport, dict[str, Any]],
 ) -> None:
     out, _, fitted = trained
     pca, stripe_pca, _ = fitted["result"]
@@ -91,7 +94,7 @@ def test_pca_round_trips_through_the_checkpoint(
 
 @pytest.mark.slow  # trains a model (the module's `trained`)
 def test_checkpoint_evaluates_through_the_cli(
-    trained: tuple[Path, dict[str, Any], dict[str, Any]], cuhk03_root: Path, tmp_path: Path,
+    trained: tuple[Path, TrainReport, dict[str, Any]], cuhk03_root: Path, tmp_path: Path,
 ) -> None:
     root = tmp_path / "root"
     (root / "val").mkdir(parents=True)
@@ -103,14 +106,37 @@ def test_checkpoint_evaluates_through_the_cli(
                                  "--device", "cpu"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
-    assert report["model"]["fingerprint"] == trained[1]["fingerprint"]
+    assert report["model"]["fingerprint"] == trained[1].fingerprint
     assert report["model"]["pca"] == "pca"
     assert 0 < report["methods"]["c2f"]["mAP"] <= 100
 
 
+TRAIN_KEYS = ["out", "state", "fingerprint", "backbone", "input_size", "device", "images",
+              "identities", "epochs", "resumed_from_epoch", "final_loss", "final_acc", "history",
+              "seconds_per_epoch", "train_wall_s", "fit_s", "seconds", "pca", "stripe_whitening",
+              "settings"]
+
+
+@pytest.mark.slow  # trains a model (the module's `trained`)
+def test_report_json_keys_and_text(
+    trained: tuple[Path, TrainReport, dict[str, Any]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    out, report, _ = trained
+    doc = report.to_dict()
+    assert list(doc) == TRAIN_KEYS == [f.name for f in fields(TrainReport)]
+    assert doc["settings"] == asdict(SETTINGS) and doc["history"] == report.history
+    assert doc["out"] == str(out) and doc["state"] == str(state_path(out))
+    assert doc["final_loss"] == report.history[-1]["loss"] and doc["resumed_from_epoch"] == 0
+    render.train_summary(report)
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"wrote {out} (fingerprint {report.fingerprint}): "
+                           f"{report.backbone} {report.input_size}, {report.images} images of "
+                           f"16 identities, 2 epochs, final loss {report.final_loss:.4f}")
+
+
 @pytest.mark.slow  # trains a model (the module's `trained`)
 def test_resumed_run_equals_uninterrupted_run(
-    trained: tuple[Path, dict[str, Any], dict[str, Any]], train_dir: Path, tmp_path: Path,
+    trained: tuple[Path, TrainReport, dict[str, Any]], train_dir: Path, tmp_path: Path,
 ) -> None:
     out = tmp_path / "r.pt"
 
@@ -121,14 +147,14 @@ def test_resumed_run_equals_uninterrupted_run(
         train(train_dir, out, SETTINGS, workers=1, on_epoch=stop)
     assert state_path(out).is_file() and not out.exists()
     report = train(train_dir, out, SETTINGS, workers=0, resume=True)
-    assert report["resumed_from_epoch"] == 1
+    assert report.resumed_from_epoch == 1
     a = load_checkpoint(trained[0]).model.state_dict()
     b = load_checkpoint(out).model.state_dict()
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k
-    losses = [h["loss"] for h in report["history"]]
-    assert losses == pytest.approx([h["loss"] for h in trained[1]["history"]], abs=1e-6)
+    losses = [h["loss"] for h in report.history]
+    assert losses == pytest.approx([h["loss"] for h in trained[1].history], abs=1e-6)
 
 
 def _cli() -> typer.Typer:
@@ -146,7 +172,7 @@ def test_corrupt_state_file_is_aone_line_error(train_dir: Path, tmp_path: Path) 
 
 @pytest.mark.slow  # trains a model (the module's `trained`)
 def test_state_from_other_settings_is_refused(
-    trained: tuple[Path, dict[str, Any], dict[str, Any]], train_dir: Path, tmp_path: Path,
+    trained: tuple[Path, TrainReport, dict[str, Any]], train_dir: Path, tmp_path: Path,
 ) -> None:
     out = tmp_path / "o.pt"
     shutil.copy(state_path(trained[0]), state_path(out))

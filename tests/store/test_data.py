@@ -8,7 +8,7 @@ import pytest
 from reidctl.errors import FeatureSpaceMismatch, StoreError
 from reidctl.store import MilvusStore
 from reidctl.types import ImageMeta, Selection
-from tests.store.conftest import MODEL, Gallery, make_gallery, unit_rows
+from tests.store.helpers import MODEL, Gallery, make_gallery, unit_rows
 
 FP = MODEL["fingerprint"]
 

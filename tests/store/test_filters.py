@@ -8,7 +8,7 @@ from reidctl.store import MilvusStore
 from reidctl.store.filters import quote, to_expr
 from reidctl.store.milvus import search_width
 from reidctl.types import ImageMeta, Selection
-from tests.store.conftest import MODEL, Gallery
+from tests.store.helpers import MODEL, Gallery
 
 FP = MODEL["fingerprint"]
 

@@ -11,7 +11,7 @@ from pymilvus import MilvusClient
 from reidctl.config import is_lite_uri
 from reidctl.errors import CollectionNotFound, FeatureSpaceMismatch, InputError, StoreError
 from reidctl.store import MilvusStore, StoreInfo, connect
-from tests.store.conftest import GLOBAL_DIM, LOCAL_DIM, MODEL, Gallery
+from tests.store.helpers import GLOBAL_DIM, LOCAL_DIM, MODEL, Gallery
 
 
 def test_create_then_info(store: MilvusStore, milvus_uri: str) -> None:

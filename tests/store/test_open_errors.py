@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,11 +12,7 @@ import pytest
 from reidctl.config import Connection
 from reidctl.errors import CollectionNotFound, InputError, StoreError
 from reidctl.store import MilvusStore
-from tests.store.conftest import GLOBAL_DIM, LOCAL_DIM, MODEL
-
-# A second process that opens a Lite database, says so, and holds it until stdin closes.
-HOLDER = ("import sys\nfrom reidctl.store import MilvusStore\n"
-          "s = MilvusStore(sys.argv[1])\nprint('open', flush=True)\nsys.stdin.read()\n")
+from tests.store.helpers import held_by_another_process, make_database, read_only
 
 
 def _tree(path: Path) -> dict[str, bytes | None]:
@@ -28,60 +20,6 @@ def _tree(path: Path) -> dict[str, bytes | None]:
     must leave as it was."""
     return {str(p.relative_to(path)): None if p.is_dir() else p.read_bytes()
             for p in sorted(path.rglob("*"))}
-
-
-def make_database(path: Path) -> Path:
-    """A Lite database holding an empty pair 'gallery', closed again."""
-    with MilvusStore(str(path)) as store:
-        store.create(global_dim=GLOBAL_DIM, local_dim=LOCAL_DIM, model=MODEL)
-    return path
-
-
-@contextmanager
-def held_by_another_process(path: Path) -> Iterator[subprocess.Popen]:
-    """Runs a real second process that keeps the Lite database ``path`` open."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
-        yield proc
-    finally:
-        proc.communicate(timeout=60)  # closes stdin: the holder exits and frees the lock
-
-
-@contextmanager
-def read_only(*paths: Path) -> Iterator[None]:
-    """Makes ``paths`` unwritable, even for root: ``chattr +i`` when running as root
-    (permission bits do not stop root), ``chmod a-w`` otherwise; skips when neither
-    takes effect on this file system."""
-    root = os.geteuid() == 0
-    done: list[Path] = []
-    modes = {p: p.stat().st_mode for p in paths}
-    try:
-        for p in paths:
-            if root:
-                r = subprocess.run(["chattr", "+i", str(p)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    pytest.skip(f"running as root and chattr +i fails here ({r.stderr.strip()}):"
-                                " no way to make a folder read-only for root")
-            else:
-                p.chmod(modes[p] & ~0o222)
-            done.append(p)
-        probe = paths[0] / "probe" if paths[0].is_dir() else paths[0]
-        try:
-            with open(probe, "a"):
-                pass
-        except OSError:
-            pass
-        else:
-            pytest.skip(f"{probe} is still writable after chattr/chmod on this file system")
-        yield
-    finally:
-        for p in done:
-            if root:
-                subprocess.run(["chattr", "-i", str(p)], check=True)
-            else:
-                p.chmod(modes[p])
 
 
 # --- settings that are wrong before anything is opened ------------------------------------

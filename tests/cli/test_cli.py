@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
@@ -62,6 +63,7 @@ def test_database_folder_missing(tmp_path: Path, val_images: list[Path]) -> None
     _one_line_error(r)
 
 
+@pytest.mark.slow
 def test_ingest_search_and_bad_queries(tmp_path: Path, small_root: Path) -> None:
     uri = str(tmp_path / "g.db")
     folder = tmp_path / "imgs"
@@ -106,6 +108,7 @@ def test_ingest_search_and_bad_queries(tmp_path: Path, small_root: Path) -> None
     assert json.loads(r.stdout)["collections"][0]["global_count"] == n
 
 
+@pytest.mark.slow
 def test_eval_json_schema(tmp_path: Path, small_root: Path) -> None:
     r = _run("eval", "--dataset", "cuhk03", "--root", str(small_root),
              "--uri", str(tmp_path / "e.db"), "--json", "--m", "50")

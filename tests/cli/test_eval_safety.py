@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from reidctl.cli.main import app
@@ -35,6 +36,7 @@ def counts(uri: str) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 def test_eval_leaves_a_production_gallery_alone(
     tmp_path: Path, small_root: Path, val_images: list[Path], monkeypatch
 ) -> None:

@@ -110,6 +110,7 @@ def test_unusable_files_are_skipped_and_counted(tmp_path: Path, val_images: list
     assert _counts(uri) == (3, 3)
 
 
+@pytest.mark.slow
 def test_source_is_checked_in_utf8_bytes_before_any_write(tmp_path: Path,
                                                           val_images: list[Path]) -> None:
     limit = load_spec("global").field("source").max_length
@@ -144,6 +145,7 @@ def test_source_is_checked_in_utf8_bytes_before_any_write(tmp_path: Path,
     assert _counts(uri) == (4, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_special_query_image_is_an_input_error(kind: str, db: Path, tmp_path: Path) -> None:
     query = tmp_path / "q.jpg"

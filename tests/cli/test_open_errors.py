@@ -149,6 +149,7 @@ def _doctor(*args: str) -> tuple[int, dict[str, dict[str, str]]]:
     return r.exit_code, checks
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_missing_database_and_creates_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -46,6 +46,7 @@ def folder(tmp_path: Path, val_images: list[Path]) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_orphans_are_searched_around_reingested_and_repaired(
         milvus_uri: str, folder: Path, val_images: list[Path]) -> None:
     base = ["--uri", milvus_uri, "-c", "orph"]

@@ -396,6 +396,7 @@ def _peak_mb(path: Path) -> int:
     return int(out.stdout.strip())
 
 
+@pytest.mark.slow
 def test_oversized_claims_allocate_nothing(good: Path, tmp_path: Path) -> None:
     """Loading a file that claims 256 MB graph weights and 1 GB of classifier peaks no
     higher than loading the good file (each in a fresh process)."""

@@ -44,6 +44,7 @@ def test_checkpoint_carries_projections(fitted: tuple[Path, FitReport]) -> None:
     assert not np.allclose(d.local, zero_shot.extract(x).local)
 
 
+@pytest.mark.slow
 def test_fitted_model_evaluates_and_c2f_with_full_gallery_equals_linear(
     fitted: tuple[Path, FitReport], cuhk03_root: Path, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ def _market_root(root: Path, val: Path, n_query: int, junk: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("junk", "n_query", "m"),
                          [("minus1", 8, 500), ("minus1", 8, 10), ("same_camera", 1, 500)])
 def test_junk_does_not_change_scores(

@@ -55,6 +55,7 @@ def test_ingest_twice_leaves_no_duplicates(store, extractor, subset) -> None:
     assert len(ids) == len(set(ids)) == len(subset)
 
 
+@pytest.mark.slow
 def test_ingest_stores_what_the_model_computes(store, extractor, subset, tmp_path) -> None:
     """The ingest path (decoded ahead, batched channels-last, forward in parallel streams,
     writes gathered) stores exactly the descriptors of one plain batch-by-batch pass;
@@ -148,6 +149,7 @@ def test_search_missing_collection_and_other_model(tmp_path, extractor, subset) 
         ingest(subset[:4], s, other)
 
 
+@pytest.mark.slow
 def test_eval_reports_three_methods(store, extractor, cuhk03_root) -> None:
     full = cuhk03(cuhk03_root)
     keep = {f"{i:04d}" for i in range(15)}

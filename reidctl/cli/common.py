@@ -50,7 +50,8 @@ CollectionOpt = Annotated[str, typer.Option(
     help="Collection pair name: <name>_global and <name>_local.")]
 ModelOpt = Annotated[str, typer.Option(
     "--model", envvar="REIDCTL_MODEL",
-    help="osnet_x0_25 (zero-shot weights), googlenet, or a reidctl checkpoint path.")]
+    help="osnet_x0_25 (zero-shot weights), googlenet, omz_0286 / omz_0277 (zero-shot OpenVINO IR "
+         "weights), or a reidctl checkpoint path.")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", envvar="REIDCTL_DEVICE", help="auto (CUDA when present), cpu or cuda.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]

@@ -32,6 +32,8 @@ class BackboneChoice(str, Enum):
     """Base networks ``train`` starts from."""
 
     osnet_x0_25 = "osnet_x0_25"
+    omz_0286 = "omz_0286"
+    omz_0277 = "omz_0277"
     googlenet = "googlenet"
 
 
@@ -81,8 +83,9 @@ def train(
     out_path: Annotated[Path, typer.Option(
         "--out", "-o", help="Checkpoint to write; training state goes to <out>.state.")],
     backbone: Annotated[BackboneChoice, typer.Option(
-        help="osnet_x0_25 (from its ONNX weights, 256x128) or googlenet (from scratch, "
-             "512x256).")] = BackboneChoice.osnet_x0_25,
+        help="osnet_x0_25 (from its ONNX weights, 256x128), omz_0286 / omz_0277 (from their "
+             "OpenVINO IR weights, 256x128) or googlenet (from scratch, 512x256).")
+    ] = BackboneChoice.osnet_x0_25,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (the LR schedule spans all).",
                                         rich_help_panel=_RECIPE)] = 12,
     batch_p: Annotated[int, typer.Option(min=2, help="Identities per batch.",
@@ -101,7 +104,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seeds every random draw: same seed, same run.",
                                       rich_help_panel=_RECIPE)] = 0,
     weights: Annotated[Path | None, typer.Option(
-        help="Initial backbone weights (ONNX for OSNet, state_dict for GoogLeNet).",
+        help="Initial backbone weights (ONNX for OSNet, IR .xml for omz_*, state_dict for "
+             "GoogLeNet).",
         show_default=False, rich_help_panel=_RECIPE)] = None,
     device: Annotated[str, typer.Option(
         help="cpu, cuda (mixed precision) or auto.")] = "cpu",

@@ -4,6 +4,10 @@
   its last convolutional map; 256x128 input, ``K = 128``, map 16x8.
 - ``googlenet``: torchvision GoogLeNet (BatchNorm in every BasicConv2d) up to
   ``inception5b``; 512x256 input, ``K = 1024``, map 16x8 (the paper's setup).
+- ``omz_0286`` / ``omz_0277``: Open Model Zoo ``person-reidentification-retail-0286``
+  / ``-0277`` (OSNet with Linear Context Transform blocks) imported from OpenVINO IR
+  and cut at their last conv map (layer ``1126``); 256x128 input, ``K = 384`` / ``512``,
+  map 16x8. A fixed adapter turns reidctl's normalised RGB into the graphs' BGR 0-255.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from torch import nn
 
 from reidctl.errors import ModelError
 from reidctl.model._util import load_state_dict_strict
+from reidctl.model.ir_import import load_ir_module
+from reidctl.model.ir_ops import IrBackbone, IrGraphModule
 from reidctl.model.onnx_graph import OnnxGraphModule
 
 OSNET_ENV = "REIDCTL_OSNET_WEIGHTS"
 OSNET_FILE = "osnet_x0_25_msmt17.onnx"
 OSNET_CUT = "/conv5/relu/Relu_output_0"  # last conv map, before global pooling + fc
+OMZ_ENV = "REIDCTL_OMZ_DIR"  # a folder holding the OMZ .xml/.bin pairs
+OMZ_CUT = "1126"  # the last conv map's ReLU, before the pooling head
 GOOGLENET_SEED = 0
 # torchvision GoogLeNet children kept as the feature extractor (avgpool, dropout, fc dropped).
 GOOGLENET_LAYERS = (
@@ -39,7 +47,7 @@ class BackboneSpec:
     """What a backbone expects and produces.
 
     Attributes:
-        name: ``"osnet_x0_25"`` or ``"googlenet"``.
+        name: ``"osnet_x0_25"``, ``"googlenet"``, ``"omz_0286"`` or ``"omz_0277"``.
         input_size: ``(H, W)`` of the input images.
         channels: ``K``, channels of the last convolutional map.
     """
@@ -51,9 +59,14 @@ class BackboneSpec:
 
 OSNET_X0_25 = BackboneSpec("osnet_x0_25", (256, 128), 128)
 GOOGLENET = BackboneSpec("googlenet", (512, 256), 1024)
-SPECS: dict[str, BackboneSpec] = {s.name: s for s in (OSNET_X0_25, GOOGLENET)}
+OMZ_0286 = BackboneSpec("omz_0286", (256, 128), 384)
+OMZ_0277 = BackboneSpec("omz_0277", (256, 128), 512)
+SPECS: dict[str, BackboneSpec] = {s.name: s for s in (OSNET_X0_25, GOOGLENET, OMZ_0286, OMZ_0277)}
 # input size / feature-map size of each backbone: 256x128 -> 16x8 and 512x256 -> 16x8
-OUTPUT_STRIDE: dict[str, int] = {OSNET_X0_25.name: 16, GOOGLENET.name: 32}
+OUTPUT_STRIDE: dict[str, int] = {OSNET_X0_25.name: 16, GOOGLENET.name: 32, OMZ_0286.name: 16,
+                                 OMZ_0277.name: 16}
+OMZ_FILES: dict[str, str] = {OMZ_0286.name: "person-reidentification-retail-0286.xml",
+                             OMZ_0277.name: "person-reidentification-retail-0277.xml"}
 
 
 class Backbone(NamedTuple):
@@ -76,9 +89,16 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 
 def feature_map_size(spec: BackboneSpec) -> tuple[int, int]:
-    """``(h, w)`` of the feature map the backbone gives for its input size (16x8 for both)."""
+    """``(h, w)`` of the feature map the backbone gives for its input size (16x8 for all)."""
     stride = OUTPUT_STRIDE[spec.name]
     return spec.input_size[0] // stride, spec.input_size[1] // stride
+
+
+def _shared_weights() -> Path:
+    """``<dir above the repository>/shared/weights``."""
+    import reidctl
+
+    return Path(reidctl.__file__).resolve().parents[2] / "shared" / "weights"
 
 
 def default_osnet_weights() -> Path:
@@ -89,11 +109,58 @@ def default_osnet_weights() -> Path:
         ``<dir above the repository>/shared/weights/osnet_x0_25_msmt17.onnx``.
     """
     env = os.environ.get(OSNET_ENV)
-    if env:
-        return Path(env)
-    import reidctl
+    return Path(env) if env else _shared_weights() / OSNET_FILE
 
-    return Path(reidctl.__file__).resolve().parents[2] / "shared" / "weights" / OSNET_FILE
+
+def default_omz_dir() -> Path:
+    """Where the OMZ IR files are looked for.
+
+    Returns:
+        ``$REIDCTL_OMZ_DIR`` when set, else ``<dir above the repository>/shared/weights/omz``.
+    """
+    env = os.environ.get(OMZ_ENV)
+    return Path(env) if env else _shared_weights() / "omz"
+
+
+def _check_map(module: nn.Module, spec: BackboneSpec, path: Path) -> None:
+    """One cheap probe: a wrong file fails here, not at first use."""
+    with torch.no_grad():
+        out = module(torch.zeros(1, 3, *spec.input_size))
+    h, w = feature_map_size(spec)
+    if tuple(out.shape) != (1, spec.channels, h, w):
+        raise ModelError(
+            f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h}, {w}]"
+        )
+
+
+def build_omz(name: str, weights: str | Path | None = None) -> Backbone:
+    """An Open Model Zoo ReID network from its IR, cut at layer ``1126`` (its last conv map).
+
+    Args:
+        name: ``"omz_0286"`` or ``"omz_0277"``.
+        weights: the ``.xml`` file (its ``.bin`` beside it), or a folder holding it;
+            default :func:`default_omz_dir`.
+
+    Returns:
+        Backbone whose module (an :class:`IrBackbone`) maps ``(B, 3, 256, 128)``
+        normalised RGB -> ``(B, K, 16, 8)``, ``K`` = 384 (0286) or 512 (0277).
+
+    Raises:
+        ModelError: unknown name, file missing (the message says where it looked and
+            which environment variable to set), malformed, or of another shape.
+    """
+    spec = backbone_spec(name)
+    if name not in OMZ_FILES:
+        raise ModelError(f"{name!r} is not an OMZ backbone (known: {', '.join(OMZ_FILES)})")
+    path = Path(weights) if weights is not None else default_omz_dir()
+    if path.is_dir():
+        path = path / OMZ_FILES[name]
+    if not path.is_file() or not path.with_suffix(".bin").is_file():
+        raise ModelError(f"{name} weights not found at {path} (and its .bin); set {OMZ_ENV} "
+                         f"to the folder holding {OMZ_FILES[name]} and its .bin")
+    module = IrBackbone(load_ir_module(path, OMZ_CUT))
+    _check_map(module, spec, path)
+    return Backbone(module, spec, f"openvino-ir:{path}")
 
 
 def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
@@ -117,15 +184,8 @@ def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
             f"OSNet weights not found at {path}; set {OSNET_ENV} to the path of {OSNET_FILE}"
         )
     module = load_onnx_module(path, OSNET_CUT)
-    spec = OSNET_X0_25
-    with torch.no_grad():  # one cheap probe: a wrong file fails here, not at first use
-        out = module(torch.zeros(1, 3, *spec.input_size))
-    h, w = feature_map_size(spec)
-    if tuple(out.shape) != (1, spec.channels, h, w):
-        raise ModelError(
-            f"{path}: feature map {list(out.shape)[1:]} != [{spec.channels}, {h}, {w}]"
-        )
-    return Backbone(module, spec, f"onnx:{path}")
+    _check_map(module, OSNET_X0_25, path)
+    return Backbone(module, OSNET_X0_25, f"onnx:{path}")
 
 
 def _googlenet_features(init_weights: bool) -> nn.Sequential:
@@ -178,8 +238,9 @@ def build_backbone(name: str, weights: str | Path | None = None) -> Backbone:
     """Build a backbone by name with its default (or the given) weights.
 
     Args:
-        name: ``"osnet_x0_25"`` or ``"googlenet"``.
-        weights: ONNX file for OSNet, state_dict file for GoogLeNet, or ``None``.
+        name: ``"osnet_x0_25"``, ``"googlenet"``, ``"omz_0286"`` or ``"omz_0277"``.
+        weights: ONNX file for OSNet, state_dict file for GoogLeNet, IR ``.xml`` file
+            (or its folder) for the OMZ networks, or ``None``.
 
     Raises:
         ModelError: unknown name, missing or bad weights.
@@ -187,6 +248,8 @@ def build_backbone(name: str, weights: str | Path | None = None) -> Backbone:
     backbone_spec(name)
     if name == OSNET_X0_25.name:
         return build_osnet_x0_25(weights)
+    if name in OMZ_FILES:
+        return build_omz(name, weights)
     return build_googlenet(weights)
 
 
@@ -194,10 +257,13 @@ def backbone_arch(module: nn.Module) -> dict[str, Any]:
     """Architecture data a checkpoint needs to rebuild ``module`` without files.
 
     Returns:
-        ``{"onnx_graph": GraphSpec}`` for an ONNX-imported module, else ``{}``.
+        ``{"onnx_graph": GraphSpec}`` for an ONNX-imported module,
+        ``{"ir_graph": GraphSpec}`` for an IR-imported one, else ``{}``.
     """
     if isinstance(module, OnnxGraphModule):
         return {"onnx_graph": module.graph_spec()}
+    if isinstance(module, IrBackbone):
+        return {"ir_graph": module.graph.graph_spec()}
     return {}
 
 
@@ -216,5 +282,9 @@ def rebuild_backbone(name: str, arch: dict[str, Any]) -> nn.Module:
         if "onnx_graph" not in arch:
             raise ModelError("checkpoint of an osnet_x0_25 model lacks its ONNX graph")
         return OnnxGraphModule(arch["onnx_graph"])
+    if name in OMZ_FILES:
+        if "ir_graph" not in arch:
+            raise ModelError(f"checkpoint of an {name} model lacks its IR graph")
+        return IrBackbone(IrGraphModule(arch["ir_graph"]))
     with torch.random.fork_rng(devices=[]):  # default init draws from the global RNG
         return _googlenet_features(init_weights=False)

@@ -2,8 +2,8 @@
 fingerprint travel with the state dict (one ``torch.save`` dict).
 
 Everything in the file is a tensor or plain python data, so it loads with
-``torch.load(weights_only=True)``. ONNX-derived backbones store their graph
-as plain data, so loading never needs the ``.onnx`` file.
+``torch.load(weights_only=True)``. ONNX- and OpenVINO-IR-derived backbones store
+their graph as plain data, so loading never needs the ``.onnx`` or ``.xml`` file.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from reidctl.model.backbones import (
 )
 from reidctl.model.convnet import ConvNet
 from reidctl.model.fingerprint import FINGERPRINT_CHARS
-from reidctl.model.onnx_graph import OnnxGraphModule
+from reidctl.model.graph_exec import GraphModule
+from reidctl.model.ir_ops import IrBackbone
 from reidctl.model.pca import KINDS, PCA
 
 # Fine-stage distance d^2 = d_g^2 + FINE_WEIGHT * d_l^2 (the full descriptor [f_g, sqrt(w) f_l]).
@@ -315,7 +316,7 @@ def build_model(fields: CheckedFields, where: str, device: str | torch.device) -
             model = ConvNet(rebuild_backbone(spec.name, fields.arch), spec.channels,
                             len(fields.classes))
             backbone = model.backbone
-            run = backbone.probe if isinstance(backbone, OnnxGraphModule) else backbone
+            run = backbone.probe if isinstance(backbone, (GraphModule, IrBackbone)) else backbone
             shape = tuple(run(torch.empty(1, 3, *spec.input_size)).shape)
     except ModelError as exc:
         raise ModelError(f"{where}: arch: {first_line(exc)}") from exc

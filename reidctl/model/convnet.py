@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."  # state_dict keys of the classifier block
-# Every backbone's weights were learned on inputs normalised with the ImageNet RGB statistics.
+# Every backbone receives inputs normalised with the ImageNet RGB statistics; one whose weights
+# expect other pixels (the OpenVINO IR graphs: BGR in 0-255) undoes it in a fixed adapter.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -33,6 +34,19 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     """
     mean, std = _statistics(images.device)  # (1, 3, 1, 1) each
     return (images - mean) / std  # (B, 3, H, W)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize`, for backbones whose weights expect raw pixels.
+
+    Args:
+        x: ``(B, 3, H, W)`` normalised images, on any device.
+
+    Returns:
+        ``(B, 3, H, W)`` RGB in ``[0, 1]``: ``x * std + mean``, per channel.
+    """
+    mean, std = _statistics(x.device)  # (1, 3, 1, 1) each
+    return x * std + mean  # (B, 3, H, W)
 
 
 @functools.cache

@@ -197,11 +197,13 @@ def load_model(
 
     Args:
         spec: ``"osnet_x0_25"`` (default; zero-shot ONNX weights, fallback
-            PCA), ``"googlenet"`` (random init seeded with 0, fallback PCA), or
-            the path of a reidctl checkpoint.
+            PCA), ``"googlenet"`` (random init seeded with 0, fallback PCA),
+            ``"omz_0286"`` / ``"omz_0277"`` (zero-shot OpenVINO IR weights, fallback
+            PCA), or the path of a reidctl checkpoint.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        weights: for a backbone name only: the ONNX file (OSNet) or a
-            state_dict file (GoogLeNet) instead of the default.
+        weights: for a backbone name only: the ONNX file (OSNet), a state_dict
+            file (GoogLeNet) or the IR ``.xml`` file or its folder (OMZ) instead of
+            the default.
 
     Returns:
         A :class:`FeatureExtractor` in eval mode on ``device``.

@@ -79,8 +79,9 @@ def check_model(model: str, device: str) -> tuple[Check, Any]:
         extractor = load_model(model, device=str(resolve_device(device)))
     except ReidctlError as e:
         return Check("model", FAIL, str(e).splitlines()[0],
-                     "pass --model osnet_x0_25, googlenet or a reidctl checkpoint file; "
-                     "set REIDCTL_OSNET_WEIGHTS if the ONNX weights live elsewhere"), None
+                     "pass --model osnet_x0_25, googlenet, omz_0286, omz_0277 or a reidctl "
+                     "checkpoint file; set REIDCTL_OSNET_WEIGHTS / REIDCTL_OMZ_DIR if the "
+                     "weights live elsewhere"), None
     except Exception as e:  # noqa: BLE001
         return Check("model", FAIL, f"{type(e).__name__}: {e}", "reinstall: pip install -e ."), None
     import torch

@@ -76,8 +76,9 @@ class TrainSettings:
     """Everything that shapes the trained weights; a state file resumes only with equal settings.
 
     Attributes:
-        backbone: ``"osnet_x0_25"`` (from the ONNX weights) or ``"googlenet"``
-            (from scratch unless ``weights`` names a state_dict).
+        backbone: ``"osnet_x0_25"`` (from the ONNX weights), ``"omz_0286"`` /
+            ``"omz_0277"`` (from the OpenVINO IR ``.xml`` and its ``.bin``, or their folder) or
+            ``"googlenet"`` (from scratch unless ``weights`` names a state_dict).
         epochs: passes over the data (the LR schedule spans all of them).
         batch_p: identities per batch.
         batch_k: images per identity in a batch.

@@ -1,5 +1,5 @@
-"""Model-test fixtures: the real OSNet weights (same default path logic as the
-library) and real CUHK03 images (``cuhk03_root`` comes from tests/conftest.py)."""
+"""Model-test fixtures: the real OSNet and OMZ weights (same default path logic as
+the library) and real CUHK03 images (``cuhk03_root`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidctl.model import FeatureExtractor, default_osnet_weights, load_model
+from reidctl.model import FeatureExtractor, default_omz_dir, default_osnet_weights, load_model
+from reidctl.model.backbones import OMZ_FILES
 from tests.model.helpers import load_image
 
 
@@ -18,6 +19,17 @@ def osnet_weights() -> Path:
     if not path.is_file():
         pytest.skip(f"OSNet weights not found at {path} (set REIDCTL_OSNET_WEIGHTS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def omz_dir() -> Path:
+    """The folder holding the OMZ ReID ``.xml``/``.bin`` pairs."""
+    folder = default_omz_dir()
+    missing = [f for f in OMZ_FILES.values()
+               if not (folder / f).is_file() or not (folder / f).with_suffix(".bin").is_file()]
+    if missing:
+        pytest.skip(f"OMZ weights {missing[0]} not found in {folder} (set REIDCTL_OMZ_DIR)")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from reidctl.data.images import MAX_PIXELS, SkipImage, load_given, read_bytes
+from reidctl.data.images import MAX_PIXELS, SkipImage, load_given, read_file
 from reidctl.errors import ModelError
 from reidctl.types import UNKNOWN
 
@@ -136,7 +136,7 @@ def _open_thumb(path: str | Path | None, thumb: tuple[int, int],
     try:
         if not path:
             raise OSError("no path")
-        _, data = read_bytes(path)  # a stored path may now be a pipe or a huge file
+        data = read_file(path)  # a stored path may now be a pipe or a huge file
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise OSError("too large")

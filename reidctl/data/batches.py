@@ -92,7 +92,7 @@ def decoded_batches(
         if strict:
             return load_given(p, size, "query image").pixels
         try:
-            return load(p, size)[1].pixels
+            return load(p, size).pixels
         except SkipImage as e:
             return e.reason
 

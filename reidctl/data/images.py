@@ -104,8 +104,17 @@ def _resolved(p: Path) -> Path:
 
 
 def read_bytes(path: Path | str) -> tuple[str, bytes]:
-    """Reads a regular file of at most :data:`MAX_FILE_BYTES` and returns
-    (sha256 hex of its bytes, bytes).
+    """:func:`read_file`, with the sha256 hex of the bytes (the image's content id) first.
+
+    Raises:
+        SkipImage: as :func:`read_file`.
+    """
+    data = read_file(path)
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def read_file(path: Path | str) -> bytes:
+    """Reads a regular file of at most :data:`MAX_FILE_BYTES`.
 
     The file is checked with ``stat`` before it is opened (opening a FIFO blocks, and
     opening a device can have effects), opened without blocking and checked again on
@@ -131,7 +140,7 @@ def read_bytes(path: Path | str) -> tuple[str, bytes]:
         raise SkipImage("too large", f"more than {MAX_FILE_BYTES:,} bytes (it grew while read)")
     if not data:
         raise SkipImage("empty file")
-    return hashlib.sha256(data).hexdigest(), data
+    return data
 
 
 def _check_regular(st: os.stat_result) -> int:
@@ -214,10 +223,9 @@ def decode_hwc(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)  # (H, W, 3)
 
 
-def load(path: Path | str, size: tuple[int, int]) -> tuple[str, Decoded]:
-    """Reads, hashes and decodes one file: returns (content id, decoded)."""
-    digest, data = read_bytes(Path(path))
-    return digest, decode(data, size)
+def load(path: Path | str, size: tuple[int, int]) -> Decoded:
+    """Reads and decodes one file (no hashing: content ids come from :func:`content_id`)."""
+    return decode(read_file(Path(path)), size)
 
 
 def load_given(path: Path | str, size: tuple[int, int], what: str = "image") -> Decoded:
@@ -227,7 +235,7 @@ def load_given(path: Path | str, size: tuple[int, int], what: str = "image") -> 
         InputError: ``{what} does not exist: path``, or ``cannot use {what} path: why``.
     """
     try:
-        return load(path, size)[1]
+        return load(path, size)
     except SkipImage as e:
         if e.reason == MISSING:
             raise InputError(f"{what} does not exist: {path}") from None

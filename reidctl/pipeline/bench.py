@@ -33,7 +33,7 @@ import torch
 from reidctl.data import distractors as dx
 from reidctl.data.batches import hwc_batch
 from reidctl.data.datasets import Protocol
-from reidctl.data.images import decode_hwc, read_bytes
+from reidctl.data.images import decode_hwc, read_file
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.bench_cache import (
@@ -180,7 +180,7 @@ def ingest_throughput(scratch: MilvusStore, extractor: FeatureExtractor, files: 
     estimate of what the code can do (every round is in the result).
     """
     size = extractor.input_size
-    images = [decode_hwc(read_bytes(f)[1], size) for f in files]
+    images = [decode_hwc(read_file(f), size) for f in files]
     batches = [hwc_batch(images[s:s + batch_size]) for s in range(0, len(images), batch_size)]
     del images
     extractor.extract(batches[0])  # warm-up, untimed

@@ -209,7 +209,7 @@ def extract_queries(extractor: FeatureExtractor, metas: Sequence[ImageMeta],
     for q in metas:
         with Stopwatch() as sw:
             try:
-                px = load(q.path, extractor.input_size)[1].pixels
+                px = load(q.path, extractor.input_size).pixels
             except SkipImage as e:
                 raise InputError(f"cannot use query image {q.path}: {e}") from None
             d = extractor.extract(to_batch([px]))

@@ -110,7 +110,7 @@ class AugmentedImages(Dataset):
     def __getitem__(self, item: tuple[int, int, int]) -> tuple[torch.Tensor, int, str]:
         i, epoch, position = item
         try:
-            pixels = torch.from_numpy(load(self.files[i], self.size)[1].pixels)  # (3, H, W)
+            pixels = torch.from_numpy(load(self.files[i], self.size).pixels)  # (3, H, W)
         except (SkipImage, OSError) as e:
             return torch.zeros(3, *self.size, dtype=torch.uint8), self.labels[i], \
                 f"cannot use training image {self.files[i]}: {e}"

@@ -25,7 +25,7 @@ def test_decoded_batches_keep_file_order_and_report_skips(val_images: list[Path]
     assert [n for n, _, _ in out] == [4, 4, 2]
     kept = [p for _, k, _ in out for p in k]
     assert kept == [*val_images[:9]] and [p for p, _ in skipped] == [bad]
-    want = to_batch([load(p, (256, 128))[1].pixels for p in val_images[:9]])
+    want = to_batch([load(p, (256, 128)).pixels for p in val_images[:9]])
     assert torch.equal(torch.cat([b for _, _, b in out]), want)
     with pytest.raises(InputError):
         list(decoded_batches(paths, (256, 128), 4, strict=True))

@@ -42,7 +42,7 @@ def pixels(val_images: list[Path]) -> list[np.ndarray]:
     """16 CUHK03 val images spread over the identities, decoded and resized the way
     reidctl does: (3, 256, 128) RGB uint8 each."""
     step = len(val_images) // IMAGES
-    return [load(p, SIZE)[1].pixels for p in val_images[::step][:IMAGES]]
+    return [load(p, SIZE).pixels for p in val_images[::step][:IMAGES]]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 
 from reidctl.model import FeatureExtractor, default_omz_dir, default_osnet_weights, load_model
 from reidctl.model.backbones import OMZ_FILES
+from tests.model.checkpoint_edits import write_good_checkpoint
 from tests.model.helpers import load_image
 
 
@@ -46,3 +47,9 @@ def googlenet() -> FeatureExtractor:
 def cuhk_image(cuhk03_root: Path) -> torch.Tensor:
     """``val/0000_00.jpg`` (person 0, camera A) as ``(3, 256, 128)`` in [0, 1]."""
     return load_image(cuhk03_root / "val" / "0000_00.jpg", (256, 128))
+
+
+@pytest.fixture(scope="module")
+def good(osnet: FeatureExtractor, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint with every optional field set, for the tests that edit one."""
+    return write_good_checkpoint(osnet, tmp_path_factory.mktemp("validation"))

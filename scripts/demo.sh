@@ -7,11 +7,11 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 data="${REIDCTL_CUHK03:-$here/../shared/datasets/cuhk03-labeled-pair1}"
 export REIDCTL_URI="${REIDCTL_URI:-$here/reidctl.db}"
 reidctl="${REIDCTL_BIN:-$here/.venv/bin/reidctl}"
-model="${REIDCTL_MODEL:-$here/runs/osnet_x0_25_cuhk03.pt}"
+model="${REIDCTL_MODEL:-$here/runs/omz_0286_cuhk03.pt}"
 
 if [ ! -f "$model" ]; then
-  echo "== fit the f_g PCA and f_l stripe whitening on CUHK03 train (OSNet-x0.25 weights, no training)"
-  "$reidctl" fit-pca "$data/train" --model osnet_x0_25 --out "$model"  # base weights, whatever REIDCTL_MODEL says
+  echo "== fit the f_g PCA and f_l stripe whitening on CUHK03 train (retail-0286 weights, no training)"
+  "$reidctl" fit-pca "$data/train" --model omz_0286 --out "$model"  # base weights, whatever REIDCTL_MODEL says
 fi
 export REIDCTL_MODEL="$model"
 

@@ -7,7 +7,7 @@ it exists) holds top-level keys, which apply to every command that has the optio
 
     uri = "http://127.0.0.1:19530"
     collection = "gallery"
-    model = "runs/osnet_x0_25_cuhk03.pt"
+    model = "runs/omz_0286_cuhk03.pt"
 
     [search]
     top-k = 20

@@ -48,6 +48,8 @@ class FeatureExtractor:
             raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
         self.device = torch.device(device)
         self.model = record.model.to(self.device).eval()
+        if self.device.type == "cpu":  # NHWC weights as well as input: oneDNN's fastest path
+            self.model.to(memory_format=torch.channels_last)
         self.spec = spec
         self.pca = pca.to(self.device)
         self.name = spec.name

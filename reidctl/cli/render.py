@@ -176,9 +176,12 @@ def train_summary(r: TrainReport) -> None:
     loss = "n/a" if r.final_loss is None else f"{r.final_loss:.4f}"
     acc = "n/a" if r.final_acc is None else f"{r.final_acc:.1%}"
     resumed = f" (resumed after epoch {r.resumed_from_epoch})" if r.resumed_from_epoch else ""
+    freeze, part_weight = r.settings.freeze, r.settings.part_weight
+    recipe = (f" frozen up to {freeze!r}," if freeze else "") + (
+        f" part weight {part_weight:g}," if part_weight else "")
     out.print(
         f"wrote {r.out} (fingerprint {r.fingerprint}): {r.backbone} "
-        f"{r.input_size}, {r.images} images of {r.identities} identities, "
+        f"{r.input_size}, {r.images} images of {r.identities} identities,{recipe} "
         f"{r.epochs} epochs{resumed}, final loss {loss}, train acc {acc}, "
         f"{r.seconds_per_epoch} s/epoch; {r.pca}")
 

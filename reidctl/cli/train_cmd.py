@@ -55,8 +55,9 @@ class TrainProgress:
 
     def epoch(self, r: Any) -> None:
         """``on_epoch``: one line per finished epoch."""
+        part = f", part ce {r.part_ce:.4f}" if r.part_ce else ""
         self.bar.console.print(
-            f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} (ce {r.ce:.4f}, triplet "
+            f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} (ce {r.ce:.4f}{part}, triplet "
             f"{r.triplet:.4f}), train acc {r.acc:.1%}, {r.seconds:.0f} s")
 
     def stage(self, name: str, total: int) -> Callable[[int], None]:
@@ -103,6 +104,16 @@ def train(
         rich_help_panel=_RECIPE)] = None,
     seed: Annotated[int, typer.Option(help="Seeds every random draw: same seed, same run.",
                                       rich_help_panel=_RECIPE)] = 0,
+    part_weight: Annotated[float, typer.Option(
+        min=0.0, help="Weight of the mean cross-entropy of one classifier block per horizontal "
+                      "stripe (part supervision; 0: none). Used in training only: the checkpoint "
+                      "has no part classifiers.", rich_help_panel=_RECIPE)] = 0.0,
+    freeze: Annotated[str | None, typer.Option(
+        help="Freeze the backbone up to this graph tensor and train only the rest, on its "
+             "outputs cached once in <out>.cache/ (flip and erasing only, no pad-and-crop). "
+             "omz_0286: 941 (start of conv4); osnet_x0_25: "
+             "/conv3/conv3.2/conv3.2.1/AveragePool_output_0.", show_default=False,
+        rich_help_panel=_RECIPE)] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Initial backbone weights (ONNX for OSNet, IR .xml for omz_*, state_dict for "
              "GoogLeNet).",
@@ -135,7 +146,7 @@ def train(
         settings = TrainSettings(
             backbone=backbone.value, epochs=epochs, batch_p=batch_p, batch_k=batch_k, lr=lr,
             triplet_weight=triplet_weight, seed=seed, max_identities=max_identities,
-            weights=str(weights) if weights else None)
+            weights=str(weights) if weights else None, part_weight=part_weight, freeze=freeze)
         with train_progress(not quiet) as show:
             r = run_train(data, out_path, settings, device=device, workers=workers,
                           resume=resume, restart=restart,

@@ -44,7 +44,7 @@ def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, position])
 
 
-def _erase_box(h: int, w: int, s: AugmentSettings,
+def erase_box(h: int, w: int, s: AugmentSettings,
                rng: np.random.Generator) -> tuple[int, int, int, int] | None:
     """``(top, left, height, width)`` of a random box, or None after 10 misses."""
     log_lo, log_hi = math.log(s.erasing_ratio[0]), math.log(s.erasing_ratio[1])
@@ -80,7 +80,7 @@ def augment(image: torch.Tensor, settings: AugmentSettings,
         x = padded[:, top:top + h, left:left + w]  # (3, H, W)
     x = x.clone()
     if rng.random() < settings.erasing:
-        box = _erase_box(h, w, settings, rng)
+        box = erase_box(h, w, settings, rng)
         if box is not None:
             top, left, bh, bw = box
             fill = torch.tensor(MEAN_RGB_UINT8, dtype=torch.uint8).view(3, 1, 1)  # (3, 1, 1)

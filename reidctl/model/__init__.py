@@ -47,7 +47,7 @@ from reidctl.model.descriptors import (
 )
 from reidctl.model.extractor import FeatureExtractor, load_model
 from reidctl.model.fingerprint import fingerprint
-from reidctl.model.graph_exec import GraphModule
+from reidctl.model.graph_exec import GraphModule, GraphSegment
 from reidctl.model.ir_import import load_ir_module, read_ir_graph
 from reidctl.model.ir_ops import IrBackbone, IrGraphModule
 from reidctl.model.onnx_graph import OnnxGraphModule
@@ -75,6 +75,7 @@ __all__ = [
     "Descriptors",
     "FeatureExtractor",
     "GraphModule",
+    "GraphSegment",
     "IrBackbone",
     "IrGraphModule",
     "ModelRecord",

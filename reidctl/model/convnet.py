@@ -4,6 +4,9 @@ The classifier block replaces the fully-connected classifier: a 1x1
 convolution gives one confidence map per training identity, and global
 average pooling turns each map into a class score. It is only needed for
 training (softmax cross-entropy over identities) and is dropped afterwards.
+Optional part classifiers apply the same block to each horizontal stripe (a 1x1
+convolution per stripe, GAP over the stripe's rows), for part supervision during
+training only: they are never saved in a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."  # state_dict keys of the classifier block
@@ -65,11 +69,14 @@ class ConvNetOutput(NamedTuple):
         feature_map: ``(B, K, H, W)`` last convolutional map of the base network.
         confidence_maps: ``(B, C, H, W)``, ``None`` when there is no classifier block.
         logits: ``(B, C)`` class scores (GAP of the confidence maps), or ``None``.
+        part_logits: ``(B, stripes, C)`` class scores of each stripe's classifier, or
+            ``None`` without part classifiers.
     """
 
     feature_map: torch.Tensor
     confidence_maps: torch.Tensor | None
     logits: torch.Tensor | None
+    part_logits: torch.Tensor | None = None
 
 
 class ConvNet(nn.Module):
@@ -80,23 +87,62 @@ class ConvNet(nn.Module):
         channels: ``K``.
         num_classes: ``C`` training identities; 0 means no classifier block
             (zero-shot use, or after training).
+        part_stripes: horizontal stripes with a classifier block each (0: none;
+            needs ``num_classes > 0``); created after the global block, so its
+            seeded initialisation does not depend on them.
     """
 
-    def __init__(self, backbone: nn.Module, channels: int, num_classes: int = 0) -> None:
+    def __init__(self, backbone: nn.Module, channels: int, num_classes: int = 0,
+                 part_stripes: int = 0) -> None:
         super().__init__()
-        if channels < 1 or num_classes < 0:
-            raise ValueError(f"bad ConvNet sizes: channels={channels}, num_classes={num_classes}")
+        if channels < 1 or num_classes < 0 or part_stripes < 0 or (part_stripes
+                                                                   and not num_classes):
+            raise ValueError(f"bad ConvNet sizes: channels={channels}, num_classes={num_classes}"
+                             f", part_stripes={part_stripes}")
         self.backbone = backbone
         self.channels = channels
         self.num_classes = num_classes
         self.classifier: nn.Conv2d | None = (
             nn.Conv2d(channels, num_classes, 1) if num_classes else None
         )
+        self.part_classifiers: nn.ModuleList | None = (
+            nn.ModuleList(nn.Conv2d(channels, num_classes, 1) for _ in range(part_stripes))
+            if part_stripes else None
+        )
 
     def drop_classifier(self) -> None:
-        """Remove the classifier block (after training); ``num_classes`` becomes 0."""
+        """Remove the classifier blocks (after training); ``num_classes`` becomes 0."""
         self.classifier = None
         self.num_classes = 0
+        self.drop_part_classifiers()
+
+    def drop_part_classifiers(self) -> None:
+        """Remove the per-stripe classifier blocks (before a checkpoint is written)."""
+        self.part_classifiers = None
+
+    def heads(self, feature_map: torch.Tensor) -> ConvNetOutput:
+        """The classifier blocks applied to a feature map.
+
+        Args:
+            feature_map: ``(B, K, H, W)``; ``H`` divisible by the part stripes.
+
+        Returns:
+            :class:`ConvNetOutput` of that map.
+        """
+        if self.classifier is None:
+            return ConvNetOutput(feature_map, None, None)
+        confidence_maps = self.classifier(feature_map)  # (B, C, H, W)
+        logits = confidence_maps.mean(dim=(2, 3))  # (B, C)
+        part_logits = None
+        if self.part_classifiers is not None:
+            b, k, h, w = feature_map.shape
+            s = len(self.part_classifiers)
+            # GAP of a 1x1 convolution's maps over a stripe = the convolution of its GAP
+            pooled = feature_map.reshape(b, k, s, h // s, w).mean(dim=(3, 4))  # (B, K, S)
+            part_logits = torch.stack([
+                F.linear(pooled[:, :, i], conv.weight.flatten(1), conv.bias)  # (B, C)
+                for i, conv in enumerate(self.part_classifiers)], dim=1)  # (B, S, C)
+        return ConvNetOutput(feature_map, confidence_maps, logits, part_logits)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map only.
@@ -117,11 +163,6 @@ class ConvNet(nn.Module):
 
         Returns:
             :class:`ConvNetOutput`; the classifier fields are ``None`` when
-            ``num_classes == 0``.
+            ``num_classes == 0``, ``part_logits`` without part classifiers.
         """
-        feature_map = self.backbone(x)  # (B, K, H, W)
-        if self.classifier is None:
-            return ConvNetOutput(feature_map, None, None)
-        confidence_maps = self.classifier(feature_map)  # (B, C, H, W)
-        logits = confidence_maps.mean(dim=(2, 3))  # (B, C)
-        return ConvNetOutput(feature_map, confidence_maps, logits)
+        return self.heads(self.backbone(x))  # feature map (B, K, H, W)

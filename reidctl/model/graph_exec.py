@@ -12,6 +12,8 @@ tables live beside their importers: :mod:`reidctl.model.onnx_graph` (ONNX) and
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -274,12 +276,16 @@ class GraphModule(nn.Module):
         """
         return self._run(x, name_failures=True)
 
-    def _run(self, x: torch.Tensor, name_failures: bool) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, name_failures: bool, start: int = 0, stop: int | None = None,
+             input_name: str | None = None, output_name: str | None = None) -> torch.Tensor:
+        """Nodes ``start:stop`` fed ``x`` as ``input_name`` (default: all): ``output_name``."""
         env: dict[str, torch.Tensor] = {
             name: getattr(self, attr) for name, attr in self.param_names.items()
         }
-        env[self.input_name] = x
-        for node, op, free in zip(self._nodes, self._ops, self._plan, strict=True):
+        env[input_name or self.input_name] = x
+        stop = len(self._nodes) if stop is None else stop
+        for node, op, free in zip(self._nodes[start:stop], self._ops[start:stop],
+                                  self._plan[start:stop], strict=True):
             try:
                 out = op([env[name] for name in node["inputs"] if name])
             except (RuntimeError, IndexError, ValueError) as exc:
@@ -293,7 +299,101 @@ class GraphModule(nn.Module):
             env[node["outputs"][0]] = out
             for name in free:
                 del env[name]
-        return env[self.output_name]
+        return env[output_name or self.output_name]
+
+    def clean_cuts(self) -> list[str]:
+        """Every tensor the graph can be split at (see :meth:`split`), in node order.
+
+        Returns:
+            Node outputs after which nothing computed earlier (the input included) is
+            read again; the graph's output is not one.
+        """
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(self._nodes):
+            for name in node["inputs"]:
+                if name and name not in self.param_names:
+                    last_use[name] = i
+        cuts: list[str] = []
+        reach = last_use.get(self.input_name, -1)  # last read of anything computed so far
+        for i, node in enumerate(self._nodes[:-1]):
+            if reach <= i:
+                cuts.append(node["outputs"][0])
+            reach = max(reach, last_use.get(node["outputs"][0], -1))
+        return cuts
+
+    def split(self, cut: str) -> tuple[GraphSegment, GraphSegment]:
+        """The graph as two modules: input -> ``cut`` and ``cut`` -> output.
+
+        Both hold this module's very ``nn.Parameter`` objects (training either trains
+        this one). Buffers are read from this module: move it, not a segment.
+
+        Args:
+            cut: a tensor after which nothing computed earlier is read again
+                (:meth:`clean_cuts` lists them).
+
+        Returns:
+            ``(prefix, suffix)``: ``suffix(prefix(x))`` equals ``self(x)``.
+
+        Raises:
+            ModelError: ``cut`` is unknown, the output, or not a clean cut (naming a
+                tensor read across it); the message lists a few clean cuts.
+        """
+        index = {node["outputs"][0]: i for i, node in enumerate(self._nodes)}
+        cuts = self.clean_cuts()
+        shown = ", ".join(repr(c) for c in cuts[::max(1, len(cuts) // 6)][:8]) or "none"
+        if cut not in index or cut == self.output_name:
+            raise ModelError(f"{self.LABEL} graph has no inner tensor {cut!r} to split at "
+                             f"(clean cuts include {shown})")
+        i = index[cut]
+        if cut not in cuts:
+            before = {self.input_name, *(n["outputs"][0] for n in self._nodes[:i])}
+            late = next(n for node in self._nodes[i + 1:] for n in node["inputs"] if n in before)
+            raise ModelError(f"{self.LABEL} tensor {cut!r} is not a clean cut: {late!r}, computed "
+                             f"before it, is read after it (clean cuts include {shown})")
+        return (GraphSegment(self, 0, i + 1, self.input_name, cut),
+                GraphSegment(self, i + 1, len(self._nodes), cut, self.output_name))
 
     def extra_repr(self) -> str:
         return f"input={self.input_name!r}, output={self.output_name!r}, nodes={len(self._nodes)}"
+
+
+class GraphSegment(nn.Module):
+    """Nodes ``start:stop`` of a :class:`GraphModule`, sharing its parameters.
+
+    Made by :meth:`GraphModule.split`. The whole graph is a plain attribute, not a
+    submodule: ``parameters()`` gives only the weights this segment's nodes read.
+
+    Args:
+        graph: the whole graph.
+        start, stop: the node range.
+        input_name, output_name: the tensor it is fed and the one it returns.
+    """
+
+    def __init__(self, graph: GraphModule, start: int, stop: int, input_name: str,
+                 output_name: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "_graph", graph)  # not registered: its weights stay its own
+        self.start, self.stop = start, stop
+        self.input_name, self.output_name = input_name, output_name
+        read = {n for node in graph._nodes[start:stop] for n in node["inputs"]}
+        for name, attr in graph.param_names.items():
+            value = getattr(graph, attr)
+            if name in read and isinstance(value, nn.Parameter):
+                self.register_parameter(attr, value)  # the same object: shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the segment.
+
+        Args:
+            x: the tensor ``input_name``, e.g. ``(B, 3, 256, 128)`` or ``(B, C, h, w)``.
+
+        Returns:
+            The tensor ``output_name``.
+        """
+        graph: GraphModule = self._graph
+        return graph._run(x, False, self.start, self.stop, self.input_name, self.output_name)
+
+    def spec_digest(self) -> str:
+        """sha256 of the segment's nodes as JSON, to recognise the same computation."""
+        nodes = self._graph._nodes[self.start:self.stop]
+        return hashlib.sha256(json.dumps(nodes, sort_keys=True).encode()).hexdigest()

@@ -28,6 +28,7 @@ from reidctl.model.graph_exec import (
     MAX_INITIALIZER_ELEMENTS,
     MAX_RANK,
     GraphModule,
+    GraphSegment,
     NodeSpec,
     Op,
     int_list,
@@ -359,6 +360,22 @@ class IrBackbone(nn.Module):
     def probe(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` naming a node that cannot run (see :meth:`GraphModule.probe`)."""
         return self.graph.probe(self.adapt(x))
+
+    def split(self, cut: str) -> tuple[nn.Module, GraphSegment]:
+        """The backbone as ``(prefix, suffix)`` at graph tensor ``cut``, sharing the weights.
+
+        The prefix runs the adapter, then the graph up to ``cut``; see
+        :meth:`GraphModule.split`, which raises ModelError for a bad cut.
+        """
+        prefix, suffix = self.graph.split(cut)
+        return nn.Sequential(_Adapter(), prefix), suffix
+
+
+class _Adapter(nn.Module):
+    """:meth:`IrBackbone.adapt` as a module (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return IrBackbone.adapt(x)  # (B, 3, H, W)
 
 
 def check_folded_size(shape: torch.Size, at: str) -> None:

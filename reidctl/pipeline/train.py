@@ -4,7 +4,10 @@ Recipe (ReID practice on top of the paper's classifier block): softmax
 cross-entropy with label smoothing on the GAP of the confidence maps, plus a
 batch-hard triplet term on the GAP of the feature map; identity-balanced P x K
 batches; flip, pad-and-crop and random-erasing augmentation; linear warmup then
-cosine decay, stepped per batch.
+cosine decay, stepped per batch. Optionally (``part_weight``) a classifier block per
+horizontal stripe adds the mean of the stripes' cross-entropies (part supervision),
+and (``freeze``) the backbone up to a graph tensor is frozen and its outputs cached
+(:mod:`reidctl.pipeline.train_cache`), so that each epoch runs only the rest.
 
 Optimiser: AdamW, ``lr`` for the backbone and ``10 x lr`` for the freshly
 initialised classifier block. The OSNet ONNX backbone has its batch norm folded
@@ -22,7 +25,6 @@ size (its Table 3: the larger input gives the best mAP).
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -34,40 +36,47 @@ import torch
 
 from reidctl.config import resolve_device
 from reidctl.data.augment import AugmentSettings
-from reidctl.data.batches import decoded_batches
 from reidctl.data.sampler import check_pk, pk_batches
-from reidctl.errors import InputError, ModelError
+from reidctl.errors import InputError
 from reidctl.model import (
     GLOBAL_DIM,
     GOOGLENET,
     PCA,
+    STRIPES,
     BackboneSpec,
     ConvNet,
     FeatureExtractor,
     ModelRecord,
     build_backbone,
     build_googlenet,
-    load_state_dict_strict,
     save_checkpoint,
 )
 from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
 from reidctl.pipeline.results import TrainReport
 from reidctl.pipeline.stages import StageFn
+from reidctl.pipeline.train_cache import (
+    cached_batches,
+    pooled_cache,
+    pooled_features,
+    prefix_cache,
+    prepare_maps,
+    split_model,
+    suffix_net,
+)
 from reidctl.pipeline.train_data import (
     AugmentedImages,
     LabeledFiles,
     epoch_batches,
     labeled_files,
 )
-from reidctl.pipeline.train_loop import imprint_classifier, make_optimizer, run_epoch
-from reidctl.pipeline.train_state import (
-    capture_rng,
-    load_state,
-    restore_rng,
-    save_state,
-    state_path,
+from reidctl.pipeline.train_loop import (
+    imprint_classifier,
+    make_optimizer,
+    prepare_images,
+    run_epoch,
 )
+from reidctl.pipeline.train_state import capture_rng, restore_run, save_state, seed_all, state_path
 from reidctl.timing import Stopwatch
 
 
@@ -97,6 +106,11 @@ class TrainSettings:
         seed: seeds every random draw (init, batches, augmentation).
         max_identities: train on the first N identities only (quick runs).
         weights: initial backbone weights file (ONNX for OSNet, state_dict for GoogLeNet).
+        part_weight: weight of the mean cross-entropy of the per-stripe classifier blocks
+            (0: none; they are dropped before the checkpoint is written).
+        freeze: graph tensor to freeze the backbone up to (e.g. ``"941"``, the start of
+            conv4 of omz_0286); the prefix's outputs are cached and augmented on the map
+            (flip and erasing only, no pad-and-crop). ``None``: train the whole backbone.
     """
 
     backbone: str = "osnet_x0_25"
@@ -116,6 +130,8 @@ class TrainSettings:
     seed: int = 0
     max_identities: int | None = None
     weights: str | None = None
+    part_weight: float = 0.0
+    freeze: str | None = None
 
 
 class TrainStep(NamedTuple):
@@ -142,6 +158,7 @@ class EpochResult(NamedTuple):
     triplet: float
     acc: float
     seconds: float
+    part_ce: float = 0.0
 
 
 StepFn = Callable[[TrainStep], None]
@@ -157,7 +174,8 @@ def _build(settings: TrainSettings,
         bb = build_backbone(settings.backbone, settings.weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        model = ConvNet(bb.module, bb.spec.channels, num_classes)
+        model = ConvNet(bb.module, bb.spec.channels, num_classes,
+                        STRIPES if settings.part_weight > 0 else 0)
     return model, bb.spec, bb.source
 
 
@@ -182,16 +200,7 @@ def _extractor(model: ConvNet, spec: BackboneSpec, source: str,
 def _pooled_features(extractor: FeatureExtractor, files: LabeledFiles,
                      advance: ProgressFn | None) -> tuple[np.ndarray, np.ndarray]:
     """GAP features ``(N, K)`` and labels ``(N,)`` of the (unaugmented) training images."""
-    label = dict(zip(files.files, files.labels, strict=True))
-    feats: list[np.ndarray] = []
-    labels: list[int] = []
-    for n, kept, batch in decoded_batches(files.files, extractor.input_size, 64, strict=False):
-        if kept:
-            feats.append(extractor.pooled(batch)[0])  # (B, K)
-            labels.extend(label[Path(p)] for p in kept)
-        if advance:
-            advance(n)
-    return np.concatenate(feats), np.asarray(labels, dtype=np.int64)
+    return pooled_features(extractor, files, advance)[:2]
 
 
 def _validate(settings: TrainSettings) -> None:
@@ -202,27 +211,8 @@ def _validate(settings: TrainSettings) -> None:
     if settings.classifier_init not in ("imprint", "random"):
         raise InputError(f"classifier_init must be imprint or random, "
                          f"got {settings.classifier_init!r}")
-
-
-def _restore(spath: Path, record: dict[str, Any], model: ConvNet, opt: torch.optim.Optimizer,
-             sched: torch.optim.lr_scheduler.LRScheduler,
-             scaler: torch.amp.GradScaler) -> tuple[int, list[dict[str, Any]], float]:
-    """Loads a saved training state into the run: (epochs done, history, training seconds).
-
-    Raises:
-        ModelError: unreadable, damaged, or written with other settings or data.
-    """
-    st = load_state(spath, record)
-    load_state_dict_strict(model, st["model"], str(spath))
-    try:
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st.get("scaler") or {})
-        restore_rng(st["rng"])
-        return int(st["epoch"]), list(st.get("history", [])), float(st["wall_s"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise ModelError(f"training state {spath} is damaged ({type(e).__name__}); "
-                         "delete it or pass --restart") from None
+    if settings.part_weight < 0:
+        raise InputError(f"part_weight must be >= 0, got {settings.part_weight}")
 
 
 def _fit_and_save(
@@ -245,12 +235,6 @@ def _fit_and_save(
     fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
                                       classes=files.classes, extra=extra))
     return fp, pca, stripe_pca[0]
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def train(
@@ -297,17 +281,21 @@ def train(
         check_pk(files.labels, settings.batch_p, settings.batch_k)
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
-    _seed_all(settings.seed)
+    seed_all(settings.seed)
     model, spec, source = _build(settings, len(files.classes))
     if len(files.files) <= max(GLOBAL_DIM, spec.channels):
         raise InputError(f"fitting the projections needs more than {max(GLOBAL_DIM, spec.channels)}"
                          f" training images, {data} gives {len(files.files)}")
-    record = asdict(settings) | {"files_sha256": files.sha256, "images": len(files.files),
-                                 "identities": len(files.classes)}
+    recipe = {k: v for k, v in asdict(settings).items()  # new options only when used
+              if k not in ("part_weight", "freeze") or v != getattr(TrainSettings, k)}
+    record = recipe | {"files_sha256": files.sha256, "images": len(files.files),
+                       "identities": len(files.classes)}
     plan = [pk_batches(files.labels, settings.batch_p, settings.batch_k, settings.seed, e)
             for e in range(settings.epochs)]
     total = sum(len(b) for b in plan)
     model.to(dev, memory_format=torch.channels_last)  # NHWC: oneDNN's CPU convolutions prefer it
+    if settings.freeze is not None:
+        prefix, suffix = split_model(model, settings.freeze)  # before the optimizer: frozen
     opt = make_optimizer(model, settings.lr, settings.classifier_lr_mult, settings.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, schedule(sum(len(b) for b in plan[:settings.warmup_epochs]), total))
@@ -318,23 +306,31 @@ def train(
     if restart:
         spath.unlink(missing_ok=True)
     elif spath.exists():
-        start, history, wall = _restore(spath, record, model, opt, sched, scaler)
+        start, history, wall = restore_run(spath, record, model, opt, sched, scaler)
     elif resume:
         raise InputError(f"--resume: no training state at {spath}")
+    augment = AugmentSettings(pad=settings.pad, erasing=settings.erasing)
+    net, prepare, maps = model, prepare_images, None
+    if settings.freeze is not None:
+        maps = prefix_cache(prefix, files, spec, settings.freeze, out, dev, on_stage)
+        net, prepare = suffix_net(model, suffix), prepare_maps
     pretrained = settings.backbone != GOOGLENET.name or settings.weights is not None
     if start == 0 and settings.classifier_init == "imprint" and pretrained:
-        extractor = _extractor(model, spec, source, dev)
         advance = on_stage("imprint classifier", len(files.files)) if on_stage else None
-        imprint_classifier(model, *_pooled_features(extractor, files, advance),
-                           label_smoothing=settings.label_smoothing)
+        g, labels, parts = (pooled_cache(suffix, maps, files, dev, advance) if maps is not None
+                            else pooled_features(_extractor(model, spec, source, dev), files,
+                                                 advance))
+        imprint_classifier(model, g, labels, label_smoothing=settings.label_smoothing,
+                           part_features=parts)
 
-    dataset = AugmentedImages(files.files, files.labels, spec.input_size, settings.seed,
-                              AugmentSettings(pad=settings.pad, erasing=settings.erasing))
+    dataset = AugmentedImages(files.files, files.labels, spec.input_size, settings.seed, augment)
     done_steps = sum(len(b) for b in plan[:start])
     for epoch in range(start, settings.epochs):
         epoch_clock = Stopwatch.started()
-        batches = epoch_batches(dataset, plan[epoch], epoch, workers, settings.seed,
-                                pin=dev.type == "cuda")
+        batches = (cached_batches(maps, files.labels, plan[epoch], epoch, settings.seed, augment)
+                   if maps is not None else
+                   epoch_batches(dataset, plan[epoch], epoch, workers, settings.seed,
+                                 pin=dev.type == "cuda"))
 
         def report_step(step: int, loss: float, acc: float, e: int = epoch,
                         base: int = done_steps) -> None:
@@ -342,15 +338,16 @@ def train(
                 on_step(TrainStep(e + 1, settings.epochs, step, len(plan[e]), base + step, total,
                                   loss, acc, opt.param_groups[0]["lr"]))
 
-        stats = run_epoch(model, batches, opt, sched, scaler, dev,
+        stats = run_epoch(net, batches, opt, sched, scaler, dev,
                           label_smoothing=settings.label_smoothing,
-                          triplet_weight=settings.triplet_weight,
-                          margin=settings.triplet_margin, on_batch=report_step)
+                          triplet_weight=settings.triplet_weight, margin=settings.triplet_margin,
+                          part_weight=settings.part_weight, prepare=prepare,
+                          on_batch=report_step)
         done_steps += len(plan[epoch])
         seconds = epoch_clock.elapsed()
         wall += seconds
         result = EpochResult(epoch + 1, settings.epochs, stats["loss"], stats["ce"],
-                             stats["triplet"], stats["acc"], seconds)
+                             stats["triplet"], stats["acc"], seconds, stats["part_ce"])
         history.append({k: (round(v, 6) if isinstance(v, float) else v)
                         for k, v in result._asdict().items()})
         save_state(spath, {
@@ -364,9 +361,10 @@ def train(
             on_epoch(result)
 
     fit_clock = Stopwatch.started()
+    model.drop_part_classifiers()  # training only: the checkpoint keeps today's format
     last = history[-1] if history else {}
     extra = {
-        "training": asdict(settings), "data_dir": str(Path(data).resolve()),
+        "training": recipe, "data_dir": str(Path(data).resolve()),
         "images": len(files.files), "identities": len(files.classes),
         "excluded": files.excluded, "files_sha256": files.sha256,
         "epochs": settings.epochs, "final_loss": last.get("loss"), "final_acc": last.get("acc"),

@@ -13,11 +13,21 @@ from reidctl.model import ConvNet, normalize
 
 def make_optimizer(model: ConvNet, lr: float, classifier_mult: float,
                    weight_decay: float) -> torch.optim.AdamW:
-    """AdamW: the backbone at ``lr``, the classifier block at ``classifier_mult * lr``."""
-    groups = [{"params": list(model.backbone.parameters()), "lr": lr}]
+    """AdamW: the backbone at ``lr``, the classifier blocks (global, then per stripe) at
+    ``classifier_mult * lr``; frozen parameters (``requires_grad`` false) are left out."""
+    groups = [{"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": lr}]
     if model.classifier is not None:
-        groups.append({"params": list(model.classifier.parameters()), "lr": lr * classifier_mult})
+        heads = list(model.classifier.parameters())
+        if model.part_classifiers is not None:
+            heads += list(model.part_classifiers.parameters())
+        groups.append({"params": heads, "lr": lr * classifier_mult})
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def prepare_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 images -> normalised float32 on ``device``, channels last."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
+    return normalize(x).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
 
 
 def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor,
@@ -50,26 +60,31 @@ def run_epoch(
     model: ConvNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, device: torch.device,
-    *, label_smoothing: float, triplet_weight: float, margin: float,
+    *, label_smoothing: float, triplet_weight: float, margin: float, part_weight: float = 0.0,
+    prepare: Callable[[torch.Tensor, torch.device], torch.Tensor] = prepare_images,
     on_batch: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, float]:
     """Trains on every batch once; the scheduler steps per batch.
 
+    Loss: ``ce + part_weight * mean over stripes of ce_s + triplet_weight * triplet``
+    (the part term only when the model has part classifiers and ``part_weight > 0``).
+
     Args:
-        batches: ``(B, 3, H, W)`` uint8 images and ``(B,)`` labels.
+        batches: model inputs (as ``prepare`` takes them) and ``(B,)`` labels.
+        prepare: ``(batch, device) -> model input``; default :func:`prepare_images`
+            (``(B, 3, H, W)`` uint8 images).
         on_batch: ``(step, running loss, running accuracy)`` after each batch.
 
     Returns:
-        Means over the epoch: ``loss`` (total), ``ce``, ``triplet``, ``acc`` (top-1 on
-        the augmented training batches).
+        Means over the epoch: ``loss`` (total), ``ce``, ``part_ce`` (0 without the part
+        term), ``triplet``, ``acc`` (top-1 on the augmented training batches).
     """
     model.train()
     amp = device.type == "cuda"
-    sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "acc": 0.0}
+    sums = {"loss": 0.0, "ce": 0.0, "part_ce": 0.0, "triplet": 0.0, "acc": 0.0}
     n = 0
-    for step, (images, labels) in enumerate(batches, start=1):
-        x = images.to(device, non_blocking=True).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
-        x = normalize(x).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+    for step, (inputs, labels) in enumerate(batches, start=1):
+        x = prepare(inputs, device)
         y = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             out = model(x)
@@ -78,6 +93,12 @@ def run_epoch(
         tri = (batch_hard_triplet(out.feature_map.float().mean(dim=(2, 3)), y, margin)
                if triplet_weight > 0 else torch.zeros((), device=device))
         loss = ce + triplet_weight * tri
+        if part_weight > 0 and out.part_logits is not None:
+            part_logits = out.part_logits.float()  # (B, S, C)
+            part_ce = F.cross_entropy(part_logits.flatten(0, 1), y.repeat_interleave(
+                part_logits.shape[1]), label_smoothing=label_smoothing)  # mean over B x S
+            loss = loss + part_weight * part_ce
+            sums["part_ce"] += part_ce.item() * len(y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -98,34 +119,26 @@ IMPRINT_SCALES = np.logspace(-3, 1, 25)  # candidate logit scales, chosen by tra
 
 
 @torch.no_grad()
-def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
-                       label_smoothing: float) -> float:
-    """Initialises the classifier block from class means of the starting features.
+def imprint_linear(weight: torch.Tensor, bias: torch.Tensor, features: np.ndarray,
+                   labels: np.ndarray, label_smoothing: float) -> float:
+    """Sets one linear classifier (a 1x1 convolution) to the imprinted class means.
 
-    The GAP features of a pretrained backbone are informative but small (OSNet: per-dimension
-    std ~0.05), so a randomly initialised block needs hundreds of steps before its scores mean
-    anything, and until then its cross-entropy gradient pushes the features in random
-    directions. Imprinting (Qi et al. 2018) starts it at the diagonal-covariance linear
-    discriminant: ``w_c = s (m_c - mu) / (var + mean(var))``, ``b_c = -w_c . mu``; the
-    variance is shrunk (as the stripe whitening is) so that near-constant dimensions do not
-    dominate. The scale ``s`` minimises the label-smoothed cross-entropy (the training
-    objective) on these unaugmented features: with few identities they are separable, and
-    plain cross-entropy would pick an ever larger, overconfident scale.
+    ``w_c = s (m_c - mu) / (var + mean(var))``, ``b_c = -w_c . mu`` (see
+    :func:`imprint_classifier`); ``s`` minimises the label-smoothed cross-entropy.
 
     Args:
-        model: ConvNet with a classifier block of ``C`` classes.
-        features: ``(N, K)`` GAP features of the training images.
+        weight: ``(C, K)`` or ``(C, K, 1, 1)``, written in place.
+        bias: ``(C,)``, written in place.
+        features: ``(N, K)`` pooled features.
         labels: ``(N,)`` class indices in ``[0, C)``.
         label_smoothing: of the training cross-entropy.
 
     Returns:
         The chosen scale ``s``.
     """
-    if model.classifier is None:
-        raise ValueError("imprint_classifier needs a ConvNet with a classifier block")
     g = torch.from_numpy(features).double()  # (N, K)
     y = torch.from_numpy(labels).long()  # (N,)
-    c = model.num_classes
+    c = weight.shape[0]
     mu, var = g.mean(dim=0), g.var(dim=0)  # (K,), (K,)
     var = var + var.mean() + 1e-12
     sums = torch.zeros(c, g.shape[1], dtype=torch.float64).index_add_(0, y, g)  # (C, K)
@@ -135,7 +148,50 @@ def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
     losses = [F.cross_entropy(s * logits, y, label_smoothing=label_smoothing).item()
               for s in IMPRINT_SCALES]
     s = float(IMPRINT_SCALES[int(np.argmin(losses))])
-    weight = model.classifier.weight
-    weight.copy_((s * w).view(c, -1, 1, 1).to(weight))  # (C, K, 1, 1)
-    model.classifier.bias.copy_((-(s * w) @ mu).to(weight))  # (C,)
+    weight.copy_((s * w).view(weight.shape).to(weight))  # (C, K[, 1, 1])
+    bias.copy_((-(s * w) @ mu).to(weight))  # (C,)
+    return s
+
+
+@torch.no_grad()
+def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
+                       label_smoothing: float, part_features: np.ndarray | None = None) -> float:
+    """Initialises the classifier blocks from class means of the starting features.
+
+    The GAP features of a pretrained backbone are informative but small (OSNet: per-dimension
+    std ~0.05), so a randomly initialised block needs hundreds of steps before its scores mean
+    anything, and until then its cross-entropy gradient pushes the features in random
+    directions. Imprinting (Qi et al. 2018) starts it at the diagonal-covariance linear
+    discriminant: ``w_c = s (m_c - mu) / (var + mean(var))``, ``b_c = -w_c . mu``; the
+    variance is shrunk (as the stripe whitening is) so that near-constant dimensions do not
+    dominate. The scale ``s`` minimises the label-smoothed cross-entropy (the training
+    objective) on these unaugmented features: with few identities they are separable, and
+    plain cross-entropy would pick an ever larger, overconfident scale. Each part classifier
+    is imprinted the same way on its stripe's GAP.
+
+    Args:
+        model: ConvNet with a classifier block of ``C`` classes.
+        features: ``(N, K)`` GAP features of the training images.
+        labels: ``(N,)`` class indices in ``[0, C)``.
+        label_smoothing: of the training cross-entropy.
+        part_features: ``(N, stripes, K)`` per-stripe GAP; required when the model has
+            part classifiers, ignored otherwise.
+
+    Returns:
+        The chosen scale ``s`` of the global block.
+
+    Raises:
+        ValueError: no classifier block, or part classifiers without ``part_features``.
+    """
+    if model.classifier is None:
+        raise ValueError("imprint_classifier needs a ConvNet with a classifier block")
+    s = imprint_linear(model.classifier.weight, model.classifier.bias, features, labels,
+                       label_smoothing)
+    if model.part_classifiers is not None:
+        if part_features is None or part_features.shape[1] != len(model.part_classifiers):
+            raise ValueError("imprint_classifier needs (N, stripes, K) part_features for the "
+                             "part classifiers")
+        for i, conv in enumerate(model.part_classifiers):
+            imprint_linear(conv.weight, conv.bias, np.ascontiguousarray(part_features[:, i]),
+                           labels, label_smoothing)
     return s

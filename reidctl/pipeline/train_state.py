@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from reidctl.errors import ModelError
+from reidctl.model import load_state_dict_strict
 
 STATE_FORMAT = "reidctl.trainstate/1"
 STATE_SUFFIX = ".state"
@@ -105,3 +107,31 @@ def load_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise ModelError(f"training state {path} was written with other settings: {shown}{more}; "
                          "pass --restart to discard it, or choose another --out")
     return data
+
+
+def restore_run(spath: Path, record: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LRScheduler,
+                scaler: torch.amp.GradScaler) -> tuple[int, list[dict[str, Any]], float]:
+    """Loads a saved training state into the run: (epochs done, history, training seconds).
+
+    Raises:
+        ModelError: unreadable, damaged, or written with other settings or data.
+    """
+    st = load_state(spath, record)
+    load_state_dict_strict(model, st["model"], str(spath))
+    try:
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st.get("scaler") or {})
+        restore_rng(st["rng"])
+        return int(st["epoch"]), list(st.get("history", [])), float(st["wall_s"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise ModelError(f"training state {spath} is damaged ({type(e).__name__}); "
+                         "delete it or pass --restart") from None
+
+
+def seed_all(seed: int) -> None:
+    """Seeds python, numpy and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

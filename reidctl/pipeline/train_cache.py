@@ -24,6 +24,7 @@ from torch import nn
 
 from reidctl.data.augment import AugmentSettings, erase_box, sample_rng
 from reidctl.data.batches import decoded_batches
+from reidctl.data.images import SkipImage, read_file
 from reidctl.errors import InputError, ModelError
 from reidctl.model import STRIPES, BackboneSpec, ConvNet, FeatureExtractor, normalize, pool
 from reidctl.model.graph_exec import GraphSegment
@@ -96,11 +97,18 @@ def prefix_fingerprint(prefix: nn.Module, backbone: str) -> str:
 
 
 def files_sha256(files: Sequence[Path]) -> str:
-    """sha256 over the names and contents of ``files``, in order."""
+    """sha256 over the names and contents of ``files``, in order (bounded reads).
+
+    Raises:
+        InputError: a file that cannot be read as an image file (missing, special, too large).
+    """
     h = hashlib.sha256()
     for f in files:
         h.update(f"{Path(f).name};".encode())
-        h.update(Path(f).read_bytes())
+        try:
+            h.update(read_file(f))
+        except SkipImage as e:
+            raise InputError(f"cannot use training image {f}: {e}") from None
     return h.hexdigest()
 
 

@@ -157,7 +157,7 @@ def checkpoint(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         save_checkpoint,
     )
     from reidctl.model.backbones import default_osnet_weights
-    from reidctl.pipeline.train import _pooled_features
+    from reidctl.pipeline.train_cache import pooled_features
     from reidctl.pipeline.train_data import labeled_files
     from reidctl.pipeline.train_loop import imprint_classifier
 
@@ -169,7 +169,7 @@ def checkpoint(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     pca = PCA.fallback(bb.spec.channels, 128)
     record = ModelRecord(model, bb.spec, pca, files.classes)
     extractor = FeatureExtractor(record, "cpu", bb.source)
-    imprint_classifier(model, *_pooled_features(extractor, files, None), label_smoothing=0.1)
+    imprint_classifier(model, *pooled_features(extractor, files, None)[:2], label_smoothing=0.1)
     out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(out, record)
     return out

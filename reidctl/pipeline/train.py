@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from reidctl.config import resolve_device
@@ -51,7 +50,6 @@ from reidctl.model import (
     build_googlenet,
     save_checkpoint,
 )
-from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
 from reidctl.pipeline.results import TrainReport
 from reidctl.pipeline.stages import StageFn
@@ -195,12 +193,6 @@ def _extractor(model: ConvNet, spec: BackboneSpec, source: str,
     raw, to imprint the classifier or fit the projections on)."""
     return FeatureExtractor(ModelRecord(model, spec, PCA.fallback(spec.channels, GLOBAL_DIM)),
                             dev, source)
-
-
-def _pooled_features(extractor: FeatureExtractor, files: LabeledFiles,
-                     advance: ProgressFn | None) -> tuple[np.ndarray, np.ndarray]:
-    """GAP features ``(N, K)`` and labels ``(N,)`` of the (unaugmented) training images."""
-    return pooled_features(extractor, files, advance)[:2]
 
 
 def _validate(settings: TrainSettings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +21,35 @@ from reidctl.timing import Stopwatch
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
 
 
+def pool_images(
+    extractor: FeatureExtractor, files: Sequence[Path | str], batch_size: int = DEFAULT_BATCH,
+    on_progress: ProgressFn | None = None,
+    on_skip: Callable[[Path | str, str], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[Path | str]]:
+    """GAP and per-stripe GAP of the (unaugmented) images; undecodable ones are left out.
+
+    Returns:
+        ``(N, K)`` GAP, ``(N, stripes, K)`` stripe GAP, and the ``N`` files they come from.
+    """
+    pooled: list[np.ndarray] = []
+    stripes: list[np.ndarray] = []
+    used: list[Path | str] = []
+    batches = decoded_batches(files, extractor.input_size, batch_size, strict=False,
+                              on_skip=on_skip)
+    for n_read, kept, batch in batches:
+        if kept:
+            g, s = extractor.pooled(batch)  # (B, K), (B, stripes, K)
+            pooled.append(g)
+            stripes.append(s)
+            used.extend(kept)
+        if on_progress:
+            on_progress(n_read)
+    if not pooled:
+        k = extractor.spec.channels
+        return np.zeros((0, k), np.float32), np.zeros((0, extractor.stripes, k), np.float32), []
+    return np.concatenate(pooled), np.concatenate(stripes), used
+
+
 def fit_projections(
     extractor: FeatureExtractor, files: Sequence[Path], *, dim: int = GLOBAL_DIM,
     shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = DEFAULT_BATCH,
@@ -35,23 +64,12 @@ def fit_projections(
         InputError: fewer usable images than dimensions to fit.
     """
     skipped: Counter[str] = Counter()
-    pooled: list[np.ndarray] = []
-    stripes: list[np.ndarray] = []
-    batches = decoded_batches(files, extractor.input_size, batch_size, strict=False,
-                              on_skip=lambda _p, reason: skipped.update([reason]))
-    for n_read, kept, batch in batches:
-        if kept:
-            g, s = extractor.pooled(batch)  # (B, K), (B, stripes, K)
-            pooled.append(g)
-            stripes.append(s)
-        if on_progress:
-            on_progress(n_read)
-    n = sum(len(g) for g in pooled)
+    g_all, s_all, _ = pool_images(extractor, files, batch_size, on_progress,
+                                  on_skip=lambda _p, reason: skipped.update([reason]))
+    n = len(g_all)
     k = extractor.spec.channels
     if n <= max(dim, k):
         raise InputError(f"need more than {max(dim, k)} usable training images to fit, got {n}")
-    g_all = np.concatenate(pooled)  # (N, K)
-    s_all = np.concatenate(stripes)  # (N, stripes, K)
     pca = PCA.fit(g_all, dim=dim, whiten=True, shrinkage=shrinkage)
     stripe_pca = [PCA.fit(s_all[:, i], dim=k, whiten=True, shrinkage=shrinkage)
                   for i in range(s_all.shape[1])]

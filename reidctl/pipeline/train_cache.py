@@ -29,6 +29,7 @@ from reidctl.errors import InputError, ModelError
 from reidctl.model import STRIPES, BackboneSpec, ConvNet, FeatureExtractor, normalize, pool
 from reidctl.model.graph_exec import GraphSegment
 from reidctl.pipeline.common import ProgressFn
+from reidctl.pipeline.fit import pool_images
 from reidctl.pipeline.stages import StageFn
 from reidctl.pipeline.train_data import LabeledFiles
 
@@ -249,15 +250,5 @@ def pooled_features(extractor: FeatureExtractor, files: LabeledFiles,
     """GAP ``(N, K)``, labels ``(N,)`` and per-stripe GAP ``(N, stripes, K)`` of the
     (unaugmented) training images; undecodable ones are left out."""
     label = dict(zip(files.files, files.labels, strict=True))
-    feats: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    labels: list[int] = []
-    for n, kept, batch in decoded_batches(files.files, extractor.input_size, 64, strict=False):
-        if kept:
-            g, p = extractor.pooled(batch)  # (B, K), (B, stripes, K)
-            feats.append(g)
-            parts.append(p)
-            labels.extend(label[Path(f)] for f in kept)
-        if advance:
-            advance(n)
-    return np.concatenate(feats), np.asarray(labels, dtype=np.int64), np.concatenate(parts)
+    gap, parts, used = pool_images(extractor, files.files, 64, advance)
+    return gap, np.asarray([label[Path(f)] for f in used], dtype=np.int64), parts

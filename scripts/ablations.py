@@ -109,7 +109,8 @@ def _forward(
             pooled = F.adaptive_avg_pool2d(fm, (s, 1))[..., 0]  # (B, K, s)
             out[f"s{s}"].append(pooled.transpose(1, 2).float().cpu().numpy())  # (B, s, K)
         if with_descriptors:
-            d = describe(fm, ex.pca, ex.stripes, ex.stripe_pca)  # what ingest/extract store
+            d = describe(fm, ex.pca, ex.stripes, ex.stripe_pca,
+                         ex.model.global_input(fm))  # what ingest/extract store
             out["f_g"].append(d.global_.float().cpu().numpy())
             out["f_l"].append(d.local.float().cpu().numpy())
         print(f"\r  forward {done}/{len(files)}", end="", file=sys.stderr, flush=True)

@@ -169,7 +169,8 @@ def checkpoint(cuhk03_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     pca = PCA.fallback(bb.spec.channels, 128)
     record = ModelRecord(model, bb.spec, pca, files.classes)
     extractor = FeatureExtractor(record, "cpu", bb.source)
-    imprint_classifier(model, *pooled_features(extractor, files, None)[:2], label_smoothing=0.1)
+    pooled = pooled_features(extractor, files, None)
+    imprint_classifier(model, pooled.gap, pooled.labels, label_smoothing=0.1)
     out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(out, record)
     return out

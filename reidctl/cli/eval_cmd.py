@@ -23,6 +23,7 @@ from reidctl.cli.common import (
     print_json,
     progress,
 )
+from reidctl.cli.search_cmd import K1Opt, K2Opt, KrOpt, LambdaOpt, QeOpt, query_options
 from reidctl.config import DEFAULT_URI
 
 DatasetArg = Annotated[str, typer.Option("--dataset", "-d", help="cuhk03 or market1501.")]
@@ -47,8 +48,11 @@ def evaluate(
         min=0.0, help="Open-set threshold to report TMR/FMR at (default: the model's).",
         show_default=False)] = None,
     json_out: JsonOpt = False, quiet: QuietOpt = False,
+    qe: QeOpt = 0, kreciprocal: KrOpt = False, k1: K1Opt = 10, k2: K2Opt = 3,
+    lam: LambdaOpt = 0.3,
 ) -> None:
-    """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency)."""
+    """Evaluate a dataset protocol: coarse vs C2F vs linear scan (mAP, CMC, latency);
+    --qe and --kreciprocal add C2F with query expansion and k-reciprocal re-ranking."""
     with errors_to_exit():
         from dataclasses import replace
 
@@ -61,13 +65,15 @@ def evaluate(
 
         if dataset not in Dataset.__members__:
             raise fail(f"unknown dataset {dataset!r}: choose cuhk03 or market1501", 2)
+        options = query_options(qe, kreciprocal, k1, k2, lam)
         protocol = load_protocol(dataset, root)
         extractor, dev = load_extractor(model, device)
         name = collection or default_collection(dataset, extractor)
         store = open_store(uri, name, token, ctx)
         with progress(not quiet) as start:
             report = run_eval(protocol, store, extractor, m=m, device=dev, on_stage=start,
-                              examples=grid_queries if grid else 0, threshold=threshold)
+                              examples=grid_queries if grid else 0, threshold=threshold,
+                              options=options)
         if grid is not None:
             from reidctl.viz import render_grid
 

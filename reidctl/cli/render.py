@@ -43,7 +43,9 @@ def search_results(results: list[dict]) -> None:
     """Prints one table of ranked hits per query."""
     for res in results:
         ms = res["ms"]
-        title = Text(f"{res['query']}  (coarse {ms['coarse']:.1f} ms, "
+        method = res.get("method", "c2f")
+        how = "" if method == "c2f" else f"{method}: "
+        title = Text(f"{res['query']}  ({how}coarse {ms['coarse']:.1f} ms, "
                      f"fetch {ms['fetch']:.1f} ms, re-rank {ms['rerank']:.1f} ms)")
         if res.get("no_match"):
             best = res["hits"][0]["distance"] if res["hits"] else float("nan")
@@ -66,7 +68,8 @@ def search_results(results: list[dict]) -> None:
 
 
 def eval_table(r: EvalReport) -> None:
-    """Prints the three-method table, side by side like the paper's Table 6."""
+    """Prints the methods' table (coarse, C2F, the query-time options asked for, linear),
+    side by side like the paper's Table 6."""
     model = r.model
     out.print(Text(r.protocol, style="bold"))
     out.print(
@@ -91,6 +94,8 @@ def eval_table(r: EvalReport) -> None:
     st = r.c2f_stages_ms_p50
     out.print(f"c2f stages (p50): coarse {st['coarse']:.1f} ms, fetch f_l {st['fetch']:.1f} ms, "
               f"re-rank {st['rerank']:.1f} ms; fine distance {r.fine_distance}")
+    if r.query_options:
+        out.print(f"query options: {r.query_options} (the +qe / +kr rows)")
     if r.open_set is not None:
         o = r.open_set
         target = f" (calibrated for FMR {o['target_fmr']:.2%})" if o.get("target_fmr") else ""

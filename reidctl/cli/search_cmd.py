@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,7 +25,33 @@ from reidctl.cli.common import (
 )
 from reidctl.config import DEFAULT_URI
 
+if TYPE_CHECKING:  # reidctl --help must not import torch
+    from reidctl.query_opts import QueryOptions
+
 _FILTERS = "Filters"
+_OPTIONS = "Query options"
+
+# the query-time options, shared with ``reidctl eval`` (see reidctl.query_opts)
+QeOpt = Annotated[int, typer.Option(
+    "--qe", min=0, max=100, rich_help_panel=_OPTIONS,
+    help="Query expansion with the top N hits, then a second search (0: off).")]
+KrOpt = Annotated[bool, typer.Option(
+    "--kreciprocal/--no-kreciprocal", rich_help_panel=_OPTIONS,
+    help="k-reciprocal re-ranking of the M candidates.")]
+K1Opt = Annotated[int, typer.Option("--k1", min=1, max=1000, rich_help_panel=_OPTIONS,
+                                    help="k-reciprocal neighbours.")]
+K2Opt = Annotated[int, typer.Option("--k2", min=1, max=1000, rich_help_panel=_OPTIONS,
+                                    help="Neighbours of the local query expansion.")]
+LambdaOpt = Annotated[float, typer.Option(
+    "--lambda", min=0.0, max=1.0, rich_help_panel=_OPTIONS,
+    help="Weight of the original distance in the k-reciprocal one.")]
+
+
+def query_options(qe: int, kreciprocal: bool, k1: int, k2: int, lam: float) -> QueryOptions:
+    """The options as the search path takes them (raises InputError on bad values)."""
+    from reidctl.query_opts import QueryOptions
+
+    return QueryOptions(qe=qe, kreciprocal=kreciprocal, k1=k1, k2=k2, lam=lam)
 
 
 def search(
@@ -52,21 +78,26 @@ def search(
     threshold: Annotated[float | None, typer.Option(
         min=0.0, help="Answer 'no match' beyond this distance (default: the model's "
         "calibrated threshold, see reidctl calibrate).", show_default=False)] = None,
+    qe: QeOpt = 0, kreciprocal: KrOpt = False, k1: K1Opt = 10, k2: K2Opt = 3,
+    lam: LambdaOpt = 0.3,
 ) -> None:
-    """Find the gallery images most like each query (coarse ANN, then local re-rank)."""
+    """Find the gallery images most like each query (coarse ANN, then local re-rank;
+    optionally query expansion and k-reciprocal re-ranking)."""
     with errors_to_exit():
         from reidctl.pipeline.search import search as run_search
         from reidctl.types import Selection
 
         if grid is not None:
             check_output_file(grid, "--grid")
+        options = query_options(qe, kreciprocal, k1, k2, lam)
         where = Selection(cameras=tuple(camera or ()), exclude_cameras=tuple(exclude_camera or ()),
                           sources=tuple(source or ()), after_ms=parse_time(after, "--after"),
                           before_ms=parse_time(before, "--before"))
         store = open_store(uri, collection, token, ctx, must_exist=True)
         extractor, dev = load_extractor(model, device)
         results = run_search(images, store, extractor, top_k=top_k, m=m, device=dev,
-                             where=None if where.empty else where, threshold=threshold)
+                             where=None if where.empty else where, threshold=threshold,
+                             options=options)
         rows = [r.to_dict() for r in results]
         for r in rows:
             for warning in r["warnings"]:
@@ -76,7 +107,9 @@ def search(
 
             search_grid(rows, grid)
         if json_out:
-            print_json({"collection": collection, "model": extractor.fingerprint, "results": rows}
+            print_json({"collection": collection, "model": extractor.fingerprint,
+                        "method": options.name, "query_options": options.describe(),
+                        "results": rows}
                        | ({"grid": str(grid)} if grid else {}))
         else:
             render.search_results(rows)

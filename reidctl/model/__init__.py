@@ -48,8 +48,9 @@ from reidctl.model.descriptors import (
 from reidctl.model.extractor import FeatureExtractor, load_model
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.graph_exec import GraphModule, GraphSegment
+from reidctl.model.ir_backbone import IrBackbone
 from reidctl.model.ir_import import load_ir_module, read_ir_graph
-from reidctl.model.ir_ops import IrBackbone, IrGraphModule
+from reidctl.model.ir_ops import IrGraphModule
 from reidctl.model.onnx_graph import OnnxGraphModule
 from reidctl.model.onnx_import import load_onnx_module, read_onnx_graph
 from reidctl.model.pca import PCA

@@ -24,8 +24,9 @@ from torch import nn
 
 from reidctl.errors import ModelError
 from reidctl.model._util import load_state_dict_strict
+from reidctl.model.ir_backbone import IrBackbone
 from reidctl.model.ir_import import load_ir_module
-from reidctl.model.ir_ops import IrBackbone, IrGraphModule
+from reidctl.model.ir_ops import IrGraphModule
 from reidctl.model.onnx_graph import OnnxGraphModule
 
 OSNET_ENV = "REIDCTL_OSNET_WEIGHTS"
@@ -33,6 +34,7 @@ OSNET_FILE = "osnet_x0_25_msmt17.onnx"
 OSNET_CUT = "/conv5/relu/Relu_output_0"  # last conv map, before global pooling + fc
 OMZ_ENV = "REIDCTL_OMZ_DIR"  # a folder holding the OMZ .xml/.bin pairs
 OMZ_CUT = "1126"  # the last conv map's ReLU, before the pooling head
+MAX_EMBEDDING = 8192  # largest head output a checkpoint may declare
 GOOGLENET_SEED = 0
 # torchvision GoogLeNet children kept as the feature extractor (avgpool, dropout, fc dropped).
 GOOGLENET_LAYERS = (
@@ -143,7 +145,8 @@ def build_omz(name: str, weights: str | Path | None = None) -> Backbone:
 
     Returns:
         Backbone whose module (an :class:`IrBackbone`) maps ``(B, 3, 256, 128)``
-        normalised RGB -> ``(B, K, 16, 8)``, ``K`` = 384 (0286) or 512 (0277).
+        normalised RGB -> ``(B, K, 16, 8)``, ``K`` = 384 (0286) or 512 (0277); its
+        ``embed`` runs the network's own head on that map: ``(B, 256)``, the input of f_g.
 
     Raises:
         ModelError: unknown name, file missing (the message says where it looked and
@@ -158,7 +161,12 @@ def build_omz(name: str, weights: str | Path | None = None) -> Backbone:
     if not path.is_file() or not path.with_suffix(".bin").is_file():
         raise ModelError(f"{name} weights not found at {path} (and its .bin); set {OMZ_ENV} "
                          f"to the folder holding {OMZ_FILES[name]} and its .bin")
-    module = IrBackbone(load_ir_module(path, OMZ_CUT))
+    graph = load_ir_module(path)  # to the embedding: the head pools the map for f_g
+    with torch.no_grad():
+        dim = graph(torch.zeros(1, 3, *spec.input_size)).shape
+    if len(dim) != 2:
+        raise ModelError(f"{path}: the network's output {list(dim)} is not one vector per image")
+    module = IrBackbone(graph, OMZ_CUT, int(dim[1]))
     _check_map(module, spec, path)
     return Backbone(module, spec, f"openvino-ir:{path}")
 
@@ -258,12 +266,15 @@ def backbone_arch(module: nn.Module) -> dict[str, Any]:
 
     Returns:
         ``{"onnx_graph": GraphSpec}`` for an ONNX-imported module,
-        ``{"ir_graph": GraphSpec}`` for an IR-imported one, else ``{}``.
+        ``{"ir_graph": GraphSpec}`` for an IR-imported one (plus ``"ir_map"`` and
+        ``"embedding_dim"`` when it has a head), else ``{}``.
     """
     if isinstance(module, OnnxGraphModule):
         return {"onnx_graph": module.graph_spec()}
     if isinstance(module, IrBackbone):
-        return {"ir_graph": module.graph.graph_spec()}
+        head = ({"ir_map": module.map_at, "embedding_dim": module.embedding_dim}
+                if module.map_at is not None else {})
+        return {"ir_graph": module.graph.graph_spec(), **head}
     return {}
 
 
@@ -285,6 +296,11 @@ def rebuild_backbone(name: str, arch: dict[str, Any]) -> nn.Module:
     if name in OMZ_FILES:
         if "ir_graph" not in arch:
             raise ModelError(f"checkpoint of an {name} model lacks its IR graph")
-        return IrBackbone(IrGraphModule(arch["ir_graph"]))
+        map_at, dim = arch.get("ir_map"), arch.get("embedding_dim")
+        if map_at is not None and (not isinstance(map_at, str) or isinstance(dim, bool)
+                                   or not isinstance(dim, int) or not 1 <= dim <= MAX_EMBEDDING):
+            raise ModelError(f"checkpoint of an {name} model has a malformed head: ir_map "
+                             f"{str(map_at)[:40]!r}, embedding_dim {str(dim)[:40]!r}")
+        return IrBackbone(IrGraphModule(arch["ir_graph"]), map_at, dim)
     with torch.random.fork_rng(devices=[]):  # default init draws from the global RNG
         return _googlenet_features(init_weights=False)

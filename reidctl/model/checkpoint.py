@@ -28,7 +28,7 @@ from reidctl.model.checkpoint_check import (
     check_pca,
     check_plain,
 )
-from reidctl.model.convnet import ConvNet
+from reidctl.model.convnet import TRAINING_ONLY, ConvNet
 from reidctl.model.descriptors import STRIPES
 from reidctl.model.fingerprint import fingerprint
 from reidctl.model.pca import PCA
@@ -94,8 +94,9 @@ def save_checkpoint(path: str | Path, record: ModelRecord) -> str:
     if len(record.classes) != model.num_classes:
         raise ValueError(f"{len(record.classes)} class names for a model with "
                          f"{model.num_classes} classes")
-    if pca.in_dim != spec.channels:
-        raise ValueError(f"PCA input dim {pca.in_dim} != backbone channels {spec.channels}")
+    if pca.in_dim != model.global_in_dim:
+        raise ValueError(f"PCA input dim {pca.in_dim} != {model.global_in_dim}, the size of "
+                         "what f_g is made from")
     extra = dict(record.extra or {})
     check_plain(extra, "checkpoint extra")
     fine_weight = record.fine_weight
@@ -109,10 +110,12 @@ def save_checkpoint(path: str | Path, record: ModelRecord) -> str:
             p.in_dim != spec.channels or p.out_dim != spec.channels for p in stripe_pca)):
         k = spec.channels
         raise ValueError(f"stripe_pca must be {stripes} projections {k}->{k}")
-    for name, p in [("pca", pca), *((f"stripe_pca[{j}]", sp) for j, sp in enumerate(stripe_pca))]:
-        check_pca(p.to_dict(), name, spec.channels)  # finite, non-negative variances
+    check_pca(pca.to_dict(), "pca", model.global_in_dim)  # finite, non-negative variances
+    for j, sp in enumerate(stripe_pca):
+        check_pca(sp.to_dict(), f"stripe_pca[{j}]", spec.channels)
     fp = fingerprint(model, spec, pca, stripes, stripe_pca)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+             if not k.startswith(TRAINING_ONLY)}  # the per-stripe and embedding classifiers
     payload = {
         "format": CHECKPOINT_FORMAT,
         "backbone": spec.name,

@@ -22,6 +22,7 @@ import torch
 from reidctl.errors import ModelError
 from reidctl.model._util import check_state_dict, first_line
 from reidctl.model.backbones import (
+    MAX_EMBEDDING,
     SPECS,
     BackboneSpec,
     backbone_spec,
@@ -31,7 +32,7 @@ from reidctl.model.backbones import (
 from reidctl.model.convnet import ConvNet
 from reidctl.model.fingerprint import FINGERPRINT_CHARS
 from reidctl.model.graph_exec import GraphModule
-from reidctl.model.ir_ops import IrBackbone
+from reidctl.model.ir_backbone import IrBackbone
 from reidctl.model.pca import KINDS, PCA
 
 # Fine-stage distance d^2 = d_g^2 + FINE_WEIGHT * d_l^2 (the full descriptor [f_g, sqrt(w) f_l]).
@@ -261,14 +262,19 @@ def _check_fields(data: Mapping[str, Any]) -> CheckedFields:
         raise ValueError(f"stripes is {stripes}: the {map_h}-row feature map does not divide "
                          "into that many stripes")
     k = spec.channels
-    pca = check_pca(_field(data, "pca"), "pca", k)
+    arch = _field(data, "arch")
+    head_dim = arch.get("embedding_dim") if isinstance(arch, dict) else None
+    # f_g is projected from the backbone's head output when it has one, else from the GAP
+    g_in = check_int(head_dim, "arch.embedding_dim", 1, MAX_EMBEDDING) if head_dim is not None \
+        else k
+    pca = check_pca(_field(data, "pca"), "pca", g_in)
     stripe_dicts = _field(data, "stripe_pca", [])  # absent in files older than whitening
     if not isinstance(stripe_dicts, (list, tuple)) or len(stripe_dicts) not in (0, stripes):
         raise ValueError(f"stripe_pca must be a list of 0 or {stripes} projections")
     stripe_pca = tuple(check_pca(p, f"stripe_pca[{i}]", k, k) for i, p in enumerate(stripe_dicts))
     fine_weight = check_fine_weight(_field(data, "fine_weight", DEFAULT_FINE_WEIGHT))
     open_set = check_open_set(_field(data, "open_set", None))  # absent before calibration
-    arch, extra = _field(data, "arch"), _field(data, "extra")
+    extra = _field(data, "extra")
     for key, value in (("arch", arch), ("extra", extra)):
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a dict, got {_shown(value)}")
@@ -315,6 +321,7 @@ def build_model(fields: CheckedFields, where: str, device: str | torch.device) -
         with torch.device("meta"):
             model = ConvNet(rebuild_backbone(spec.name, fields.arch), spec.channels,
                             len(fields.classes))
+            model.drop_training_blocks()  # never in a checkpoint
             backbone = model.backbone
             run = backbone.probe if isinstance(backbone, (GraphModule, IrBackbone)) else backbone
             shape = tuple(run(torch.empty(1, 3, *spec.input_size)).shape)
@@ -327,6 +334,15 @@ def build_model(fields: CheckedFields, where: str, device: str | torch.device) -
     if shape != expected:
         raise ModelError(f"{where}: arch gives a feature map of {list(shape[1:])}, "
                          f"the {spec.name} backbone one of {list(expected[1:])}")
+    if isinstance(backbone, IrBackbone) and backbone.map_at is not None:
+        try:
+            with torch.device("meta"):
+                head = tuple(backbone.probe_embed(torch.empty(expected)).shape)
+        except (ModelError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ModelError(f"{where}: arch: the head does not run: {first_line(exc)}") from exc
+        if head != (1, backbone.embedding_dim):
+            raise ModelError(f"{where}: arch: the head gives {list(head[1:])}, not the "
+                             f"declared embedding_dim {backbone.embedding_dim}")
     check_state_dict(model, fields.state, where)
     model = model.to_empty(device=device)  # shapes checked: now allocate, then fill
     try:

@@ -6,7 +6,9 @@ average pooling turns each map into a class score. It is only needed for
 training (softmax cross-entropy over identities) and is dropped afterwards.
 Optional part classifiers apply the same block to each horizontal stripe (a 1x1
 convolution per stripe, GAP over the stripe's rows), for part supervision during
-training only: they are never saved in a checkpoint.
+training only: they are never saved in a checkpoint. A backbone with its own pooling
+head (the OMZ networks) gets one more training-only classifier, a linear layer on the
+head's output, since f_g is made from that output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."  # state_dict keys of the classifier block
+TRAINING_ONLY = ("part_classifiers.", "embedding_classifier.")  # keys never saved nor hashed
 # Every backbone receives inputs normalised with the ImageNet RGB statistics; one whose weights
 # expect other pixels (the OpenVINO IR graphs: BGR in 0-255) undoes it in a fixed adapter.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -71,12 +74,17 @@ class ConvNetOutput(NamedTuple):
         logits: ``(B, C)`` class scores (GAP of the confidence maps), or ``None``.
         part_logits: ``(B, stripes, C)`` class scores of each stripe's classifier, or
             ``None`` without part classifiers.
+        embedding: ``(B, D_head)`` the backbone's head output, or ``None`` without an
+            embedding classifier.
+        embedding_logits: ``(B, C)`` class scores of the embedding classifier, or ``None``.
     """
 
     feature_map: torch.Tensor
     confidence_maps: torch.Tensor | None
     logits: torch.Tensor | None
     part_logits: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None
+    embedding_logits: torch.Tensor | None = None
 
 
 class ConvNet(nn.Module):
@@ -109,16 +117,22 @@ class ConvNet(nn.Module):
             nn.ModuleList(nn.Conv2d(channels, num_classes, 1) for _ in range(part_stripes))
             if part_stripes else None
         )
+        # last, so the other blocks' seeded initialisation does not depend on it
+        self.embedding_classifier: nn.Linear | None = (
+            nn.Linear(self.global_in_dim, num_classes) if num_classes and self.has_head
+            else None)
 
     def drop_classifier(self) -> None:
         """Remove the classifier blocks (after training); ``num_classes`` becomes 0."""
         self.classifier = None
         self.num_classes = 0
-        self.drop_part_classifiers()
+        self.drop_training_blocks()
 
-    def drop_part_classifiers(self) -> None:
-        """Remove the per-stripe classifier blocks (before a checkpoint is written)."""
+    def drop_training_blocks(self) -> None:
+        """Remove the training-only blocks, per stripe and on the embedding (before a
+        checkpoint is written)."""
         self.part_classifiers = None
+        self.embedding_classifier = None
 
     def heads(self, feature_map: torch.Tensor) -> ConvNetOutput:
         """The classifier blocks applied to a feature map.
@@ -142,7 +156,36 @@ class ConvNet(nn.Module):
             part_logits = torch.stack([
                 F.linear(pooled[:, :, i], conv.weight.flatten(1), conv.bias)  # (B, C)
                 for i, conv in enumerate(self.part_classifiers)], dim=1)  # (B, S, C)
-        return ConvNetOutput(feature_map, confidence_maps, logits, part_logits)
+        embedding = embedding_logits = None
+        if self.embedding_classifier is not None:
+            embedding = self.global_input(feature_map)  # (B, D_head)
+            embedding_logits = self.embedding_classifier(embedding)  # (B, C)
+        return ConvNetOutput(feature_map, confidence_maps, logits, part_logits, embedding,
+                             embedding_logits)
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the backbone brings its own pooling head (``embed``), which f_g uses."""
+        return bool(getattr(self.backbone, "embedding_dim", None))
+
+    @property
+    def global_in_dim(self) -> int:
+        """Size of what f_g is projected from: the backbone's head output, else ``K``."""
+        return self.backbone.embedding_dim if self.has_head else self.channels
+
+    def global_input(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """What f_g is projected from: the backbone's own pooling head when it has one
+        (the OMZ networks' learned weighted pooling and projection), else the GAP.
+
+        Args:
+            feature_map: ``(B, K, H, W)``.
+
+        Returns:
+            ``(B, global_in_dim)``.
+        """
+        if self.has_head:
+            return self.backbone.embed(feature_map)  # (B, D_head)
+        return feature_map.mean(dim=(2, 3))  # (B, K)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map only.

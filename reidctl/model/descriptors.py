@@ -66,6 +66,7 @@ def pool(feature_map: torch.Tensor, stripes: int = STRIPES) -> tuple[torch.Tenso
 
 def describe(
     feature_map: torch.Tensor, pca: PCA, stripes: int = STRIPES, stripe_pca: Sequence[PCA] = (),
+    global_input: torch.Tensor | None = None,
 ) -> Descriptors[torch.Tensor]:
     """Compute ``f_g`` and ``f_l`` from the last convolutional map.
 
@@ -87,6 +88,9 @@ def describe(
         pca: projection ``K -> 128`` (fitted, identity or random-orthogonal).
         stripes: number of horizontal stripes (4 in the paper).
         stripe_pca: ``stripes`` projections ``K -> K``, or empty for none.
+        global_input: ``(B, D_in)`` what to project to f_g instead of the GAP (a
+            network's own pooling head, :meth:`ConvNet.global_input`); ``pca`` maps
+            ``D_in -> 128`` then.
 
     Returns:
         ``Descriptors(global_ (B, D), local (B, stripes * K))`` tensors on the
@@ -94,10 +98,11 @@ def describe(
 
     Raises:
         ValueError: not a 4-D map, ``H`` not divisible by ``stripes``, or
-            ``K`` different from the PCA's input dimension.
+            the global input's size different from the PCA's input dimension.
     """
     pooled, parts = pool(feature_map, stripes)  # (B, K), (B, K, stripes)
     b, k = pooled.shape
+    pooled = pooled if global_input is None else global_input  # (B, D_in)
     global_ = F.normalize(pca.transform(pooled), dim=1)  # (B, D)
     if stripe_pca:
         if len(stripe_pca) != stripes:

@@ -44,8 +44,9 @@ class FeatureExtractor:
         checkpoint: Path | None = None,
     ) -> None:
         spec, pca = record.spec, record.pca
-        if pca.in_dim != spec.channels:
-            raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != K={spec.channels}")
+        if pca.in_dim != record.model.global_in_dim:
+            raise ModelError(f"{spec.name}: PCA input dim {pca.in_dim} != "
+                             f"{record.model.global_in_dim}, the size of what f_g is made from")
         self.device = torch.device(device)
         self.model = record.model.to(self.device).eval()
         if self.device.type == "cpu":  # NHWC weights as well as input: oneDNN's fastest path
@@ -161,9 +162,13 @@ class FeatureExtractor:
             batch: as for :meth:`extract`.
 
         Returns:
-            GAP ``(B, K)`` and per-stripe GAP ``(B, stripes, K)``, float32 numpy.
+            What f_g is projected from ``(B, D_in)`` (the GAP, or the backbone's head
+            output, see :meth:`ConvNet.global_input`) and per-stripe GAP
+            ``(B, stripes, K)``, float32 numpy.
         """
-        g, parts = pool(self.feature_maps(batch), self.stripes)  # (B, K), (B, K, stripes)
+        fm = self.feature_maps(batch)  # (B, K, H, W)
+        _, parts = pool(fm, self.stripes)  # (B, K, stripes)
+        g = self.model.global_input(fm)  # (B, D_in)
         return g.float().cpu().numpy(), parts.transpose(1, 2).float().cpu().numpy()
 
     @torch.inference_mode()
@@ -182,7 +187,7 @@ class FeatureExtractor:
             ValueError: not a float tensor of that shape.
         """
         fm = self.feature_maps(batch)  # (B, K, H, W)
-        out = describe(fm, self.pca, self.stripes, self.stripe_pca)
+        out = describe(fm, self.pca, self.stripes, self.stripe_pca, self.model.global_input(fm))
         return Descriptors(
             out.global_.float().cpu().numpy(),
             out.local.float().cpu().numpy(),
@@ -219,7 +224,7 @@ def load_model(
     if name in SPECS:
         backbone = build_backbone(name, weights)
         model = ConvNet(backbone.module, backbone.spec.channels, num_classes=0)
-        pca = PCA.fallback(backbone.spec.channels, GLOBAL_DIM)
+        pca = PCA.fallback(model.global_in_dim, GLOBAL_DIM)
         return FeatureExtractor(ModelRecord(model, backbone.spec, pca), dev, backbone.source)
     if weights is not None:
         raise ModelError("weights= applies to a backbone name, not to a checkpoint")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from reidctl.model.backbones import BackboneSpec
-from reidctl.model.convnet import CLASSIFIER_PREFIX
+from reidctl.model.convnet import CLASSIFIER_PREFIX, TRAINING_ONLY
 from reidctl.model.pca import PCA
 
 FINGERPRINT_CHARS = 16
@@ -38,7 +38,7 @@ def fingerprint(
 
     Args:
         model: a :class:`~reidctl.model.convnet.ConvNet` (or any module; keys
-            starting with ``"classifier."`` are skipped).
+            starting with ``"classifier."`` and the training-only blocks are skipped).
         spec: the backbone spec.
         pca: the projection used for ``f_g``.
         stripes: number of stripes of ``f_l``.
@@ -53,7 +53,7 @@ def fingerprint(
     )
     state = model.state_dict()
     for name in sorted(state):
-        if not name.startswith(CLASSIFIER_PREFIX):
+        if not name.startswith((CLASSIFIER_PREFIX, *TRAINING_ONLY)):
             _update_tensor(h, name, state[name])
     for prefix, p in [("pca", pca), *((f"stripe{j}.pca", sp) for j, sp in enumerate(stripe_pca))]:
         h.update(f"{prefix}:{p.kind};whiten={p.whiten};".encode())

@@ -382,16 +382,15 @@ class GraphSegment(nn.Module):
                 self.register_parameter(attr, value)  # the same object: shared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the segment.
-
-        Args:
-            x: the tensor ``input_name``, e.g. ``(B, 3, 256, 128)`` or ``(B, C, h, w)``.
-
-        Returns:
-            The tensor ``output_name``.
-        """
+        """The tensor ``output_name`` of ``x``, the tensor ``input_name`` (e.g.
+        ``(B, 3, 256, 128)`` images or a ``(B, C, h, w)`` map)."""
         graph: GraphModule = self._graph
         return graph._run(x, False, self.start, self.stop, self.input_name, self.output_name)
+
+    def probe(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` naming a node that cannot run (see :meth:`GraphModule.probe`)."""
+        graph: GraphModule = self._graph
+        return graph._run(x, True, self.start, self.stop, self.input_name, self.output_name)
 
     def spec_digest(self) -> str:
         """sha256 of the segment's nodes as JSON, to recognise the same computation."""

@@ -7,9 +7,6 @@ compiled here are static ops on tensors. Semantics follow OpenVINO's operation
 specifications (``Convolution-1``, ``GroupConvolution-1``, ``MVN-6``, ``Gather-8``,
 ``AvgPool-1``, ``MaxPool-8``, ``MatMul-1``, ``PReLU-1``, ``ReduceMean-1``,
 ``Reshape-1``, ...). Attributes are checked here too, since a spec may come from a file.
-
-:class:`IrBackbone` puts a fixed input adapter in front of the graph: reidctl hands
-every backbone ImageNet-normalised RGB, the OMZ graphs expect BGR in 0-255.
 """
 
 from __future__ import annotations
@@ -20,15 +17,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from reidctl.errors import ModelError
-from reidctl.model.convnet import denormalize
 from reidctl.model.graph_exec import (
     MAX_INITIALIZER_ELEMENTS,
     MAX_RANK,
     GraphModule,
-    GraphSegment,
     NodeSpec,
     Op,
     int_list,
@@ -324,58 +318,6 @@ class IrGraphModule(GraphModule):
     FORMAT = IR_GRAPH_FORMAT
     LABEL = "IR"
     make_op = staticmethod(make_ir_op)
-
-
-class IrBackbone(nn.Module):
-    """An IR graph behind a fixed adapter from reidctl's input to the graph's.
-
-    The adapter undoes the ImageNet normalisation, scales to 0-255 and reverses the
-    channels (RGB -> BGR); it has no parameters. The graph's own preprocessing
-    (channel reorder, mean/scale, MVN) stays in the graph.
-
-    Args:
-        graph: the imported graph, taking ``(B, 3, H, W)`` BGR in 0-255.
-    """
-
-    def __init__(self, graph: IrGraphModule) -> None:
-        super().__init__()
-        self.graph = graph
-
-    @staticmethod
-    def adapt(x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised RGB -> ``(B, 3, H, W)`` BGR in 0-255."""
-        return (denormalize(x) * 255.0).flip(1)  # (B, 3, H, W), channels reversed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the adapter and the graph.
-
-        Args:
-            x: ``(B, 3, H, W)`` RGB normalised with the ImageNet statistics.
-
-        Returns:
-            The graph's output, e.g. ``(B, K, 16, 8)`` for a graph cut at its last map.
-        """
-        return self.graph(self.adapt(x))
-
-    def probe(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` naming a node that cannot run (see :meth:`GraphModule.probe`)."""
-        return self.graph.probe(self.adapt(x))
-
-    def split(self, cut: str) -> tuple[nn.Module, GraphSegment]:
-        """The backbone as ``(prefix, suffix)`` at graph tensor ``cut``, sharing the weights.
-
-        The prefix runs the adapter, then the graph up to ``cut``; see
-        :meth:`GraphModule.split`, which raises ModelError for a bad cut.
-        """
-        prefix, suffix = self.graph.split(cut)
-        return nn.Sequential(_Adapter(), prefix), suffix
-
-
-class _Adapter(nn.Module):
-    """:meth:`IrBackbone.adapt` as a module (no parameters)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return IrBackbone.adapt(x)  # (B, 3, H, W)
 
 
 def check_folded_size(shape: torch.Size, at: str) -> None:

@@ -21,6 +21,7 @@ from reidctl.pipeline.rankers import ExactLinear, MilvusC2F, MilvusCoarse
 from reidctl.pipeline.reports import EvalReport
 from reidctl.pipeline.search import to_hits, with_metadata
 from reidctl.pipeline.stages import StageFn, stage_opener
+from reidctl.query_opts import QueryOptions
 from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch
 from reidctl.types import ImageMeta
@@ -103,9 +104,10 @@ def evaluate(
     protocol: Protocol, store: MilvusStore, extractor: FeatureExtractor, *, m: int = 500,
     device: torch.device, batch_size: int = DEFAULT_BATCH,
     on_stage: StageFn | None = None, examples: int = 0,
-    top_k: int = 10, threshold: float | None = None,
+    top_k: int = 10, threshold: float | None = None, options: QueryOptions | None = None,
 ) -> EvalReport:
-    """Runs ``protocol``: ingests its gallery if needed, then scores coarse, C2F and linear.
+    """Runs ``protocol``: ingests its gallery if needed, then scores coarse, C2F and linear,
+    and the query-time options asked for.
 
     Args:
         on_stage: called with (stage name, total steps); returns a progress callback.
@@ -114,6 +116,9 @@ def evaluate(
         threshold: the open-set "no match" distance (default: the model's calibrated
             one); when there is one, ``open_set`` reports the true-match rate and the
             false-match rate (leave-identity-out) of C2F at it.
+        options: query expansion (``options.qe`` > 0) adds the method ``c2f+qe``,
+            k-reciprocal re-ranking ``c2f+kr``, and both ``c2f+qe+kr`` too (each ranks
+            the whole query again, so its time includes its own C2F).
 
     Returns:
         The report: per method mAP, trapezoidal mAP, CMC (and single-shot CMC for CUHK03)
@@ -148,6 +153,8 @@ def evaluate(
     # writes were visible to them, and the gallery was read back fresh above
     fine = MilvusC2F(store, q_g, q_l, m_eff, index, device, fine_weight=w)
     rankers = [MilvusCoarse(store, q_g, m_eff, index), fine,
+               *(MilvusC2F(store, q_g, q_l, m_eff, index, device, fine_weight=w, options=o)
+                 for o in _variants(options)),
                ExactLinear(q_g, q_l, gallery.f_g, gallery.f_l, w)]
     shown = set(np.linspace(0, len(queries) - 1, examples).round().astype(int).tolist()
                 if examples and queries else [])
@@ -178,8 +185,20 @@ def evaluate(
         c2f_stages_ms_p50=fine.stages.p50("coarse", "fetch", "rerank"),
         fine_distance=f"sqrt(d_g^2 + {w:g} * d_l^2)", ingest=report, methods=methods,
         examples=kept if examples else None,
+        query_options=options.describe() if options and (options.qe or options.kreciprocal)
+        else None,
         open_set=_open_set(open_lists, [bool(g.any()) for g in truth.good], protocol,
                            threshold, extractor) if threshold is not None else None)
+
+
+def _variants(options: QueryOptions | None) -> list[QueryOptions]:
+    """The methods ``options`` asks for: QE alone, k-reciprocal alone, then both."""
+    if options is None:
+        return []
+    qe = QueryOptions(qe=options.qe)
+    kr = QueryOptions(kreciprocal=True, k1=options.k1, k2=options.k2, lam=options.lam)
+    return [o for o, on in ((qe, options.qe > 0), (kr, options.kreciprocal),
+                            (options, options.qe > 0 and options.kreciprocal)) if on]
 
 
 def _open_set(lists: list, genuine: list[bool], protocol: Protocol, threshold: float,

@@ -45,8 +45,8 @@ def pool_images(
         if on_progress:
             on_progress(n_read)
     if not pooled:
-        k = extractor.spec.channels
-        return np.zeros((0, k), np.float32), np.zeros((0, extractor.stripes, k), np.float32), []
+        k, d = extractor.spec.channels, extractor.model.global_in_dim
+        return np.zeros((0, d), np.float32), np.zeros((0, extractor.stripes, k), np.float32), []
     return np.concatenate(pooled), np.concatenate(stripes), used
 
 
@@ -55,7 +55,10 @@ def fit_projections(
     shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> tuple[PCA, list[PCA], Counter[str]]:
-    """Fits the f_g PCA (K -> dim, whitened with shrinkage) and one K -> K whitening per stripe.
+    """Fits the f_g PCA and one K -> K whitening per stripe.
+
+    f_g: K -> dim whitened with shrinkage from the GAP, or projected without whitening
+    from the backbone's head output when it has one.
 
     Returns:
         (global PCA, per-stripe PCAs, skipped files by reason).
@@ -67,10 +70,13 @@ def fit_projections(
     g_all, s_all, _ = pool_images(extractor, files, batch_size, on_progress,
                                   on_skip=lambda _p, reason: skipped.update([reason]))
     n = len(g_all)
-    k = extractor.spec.channels
+    k = max(extractor.spec.channels, extractor.model.global_in_dim)
     if n <= max(dim, k):
         raise InputError(f"need more than {max(dim, k)} usable training images to fit, got {n}")
-    pca = PCA.fit(g_all, dim=dim, whiten=True, shrinkage=shrinkage)
+    # a network's own head already gives a trained embedding: whitening it lowers mAP
+    # (held-out CUHK03 train ids, docs/benchmarks.md), so it is only projected
+    whiten = not extractor.model.has_head
+    pca = PCA.fit(g_all, dim=dim, whiten=whiten, shrinkage=shrinkage if whiten else 0.0)
     stripe_pca = [PCA.fit(s_all[:, i], dim=k, whiten=True, shrinkage=shrinkage)
                   for i in range(s_all.shape[1])]
     return pca, stripe_pca, skipped

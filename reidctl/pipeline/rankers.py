@@ -16,7 +16,8 @@ import torch
 
 from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.protocol import GroundTruth
-from reidctl.pipeline.search import Candidate, c2f, coarse_search
+from reidctl.pipeline.search import Candidate, c2f, c2f_options, coarse_search
+from reidctl.query_opts import QueryOptions, expand, kr_rerank
 from reidctl.rerank import full_distances, rerank, squared_euclidean
 from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch, Timer
@@ -59,21 +60,30 @@ class MilvusCoarse(_ByIds):
 
 class MilvusC2F(_ByIds):
     """The search command's coarse-to-fine ranking: the top-M re-ranked with f_l fetched
-    from Milvus. Keeps the last query's candidates (``last``, with their fine distances)
-    and each stage's milliseconds (``stages``: coarse, fetch, rerank)."""
-
-    name = "c2f"
+    from Milvus, then the query-time ``options`` if any (query expansion, k-reciprocal
+    re-ranking: :func:`reidctl.pipeline.search.c2f_options`; the name says which, e.g.
+    ``c2f+qe``). Keeps the last query's candidates (``last``, with their distances) and
+    each stage's milliseconds (``stages``: coarse, fetch, rerank)."""
 
     def __init__(self, store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int,
-                 index: Mapping[str, int], device: torch.device, *, fine_weight: float) -> None:
+                 index: Mapping[str, int], device: torch.device, *, fine_weight: float,
+                 options: QueryOptions | None = None) -> None:
         self.store, self.q_global, self.q_local, self.m = store, q_global, q_local, m
         self.index, self.device, self.fine_weight = index, device, fine_weight
+        self.options = options or QueryOptions()
+        self.name = self.options.name
         self.last: list[Candidate] = []
         self.stages = Timer()
 
     def rank(self, qi: int) -> list[Candidate]:
-        self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
-                                 self.device, fine_weight=self.fine_weight, with_meta=False)
+        if self.name == "c2f":
+            self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
+                                     self.device, fine_weight=self.fine_weight,
+                                     with_meta=False)
+        else:
+            self.last, timings, _ = c2f_options(
+                self.store, self.q_global[qi], self.q_local[qi], self.m, self.device,
+                self.options, fine_weight=self.fine_weight, with_meta=False)
         for stage in ("coarse", "fetch", "rerank"):
             self.stages.add(stage, getattr(timings, stage))
         return self.last
@@ -106,7 +116,11 @@ class ExactCoarse(_ByRows):
 
     def order(self, qi: int) -> tuple[np.ndarray, torch.Tensor]:
         """(N,) rows nearest first, and (N,) squared distances in row order."""
-        d2 = squared_euclidean(torch.from_numpy(self.q_global[qi][None]), self.g_global)[0]
+        return self.order_of(self.q_global[qi])
+
+    def order_of(self, q: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """:meth:`order` of the f_g ``q`` (Dg,)."""
+        d2 = squared_euclidean(torch.from_numpy(np.asarray(q)[None]), self.g_global)[0]
         return torch.argsort(d2, stable=True).numpy(), d2
 
     def rank(self, qi: int) -> np.ndarray:
@@ -115,28 +129,48 @@ class ExactCoarse(_ByRows):
 
 class ExactC2F(_ByRows):
     """C2F with an exact coarse stage: the top-``m`` of :class:`ExactCoarse` re-ranked by
-    :func:`reidctl.rerank.rerank`, the search path's re-rank.
+    :func:`reidctl.rerank.rerank`, the search path's re-rank; then the query-time
+    ``options`` if any, as :func:`reidctl.pipeline.search.c2f_options` applies them (the
+    in-process counterpart of :class:`MilvusC2F`).
 
     ``tail="drop"`` ranks the M candidates only (as search returns them); ``"coarse"``
-    appends the rest of the gallery in coarse order.
+    appends the rest of the gallery in the query's coarse order.
     """
 
-    name = "c2f"
-
     def __init__(self, q_global: np.ndarray, q_local: np.ndarray, g_global: torch.Tensor,
-                 g_local: np.ndarray, m: int, fine_weight: float, tail: str = "drop") -> None:
+                 g_local: np.ndarray, m: int, fine_weight: float, tail: str = "drop",
+                 options: QueryOptions | None = None) -> None:
         self.coarse = ExactCoarse(q_global, g_global)
-        self.q_local, self.g_local, self.m = q_local, g_local, m
+        self.q_global, self.q_local, self.g_local, self.m = q_global, q_local, g_local, m
         self.fine_weight, self.tail = fine_weight, tail
+        self.options = options or QueryOptions()
+        self.name = self.options.name
 
-    def rank(self, qi: int) -> np.ndarray:
-        order, d2 = self.coarse.order(qi)
+    def _c2f(self, qg: np.ndarray, ql: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(M,) candidate rows re-ranked, and (N,) all rows in coarse order."""
+        order, d2 = self.coarse.order_of(qg)
         cand = order[:self.m]  # (M,)
         coarse = d2[cand].sqrt().numpy()  # Euclidean, as the index returns it
-        fine, _ = rerank(self.q_local[qi], self.g_local[cand], coarse_distances=coarse,
+        fine, _ = rerank(ql, self.g_local[cand], coarse_distances=coarse,
                          local_weight=self.fine_weight)
-        ranked = cand[fine]
-        return np.concatenate([ranked, order[self.m:]]) if self.tail == "coarse" else ranked
+        return cand[fine], order
+
+    def rank(self, qi: int) -> np.ndarray:
+        qg, ql, opt = self.q_global[qi], self.q_local[qi], self.options
+        ranked, order = self._c2f(qg, ql)
+        if opt.qe:
+            top = ranked[:opt.qe]
+            ranked, _ = self._c2f(expand(qg, self.coarse.g_global[top].numpy()),
+                                  expand(ql, self.g_local[top]))
+        if opt.kreciprocal:
+            fine, _ = kr_rerank(qg, ql, self.coarse.g_global[ranked].numpy(),
+                                self.g_local[ranked], torch.device("cpu"),
+                                local_weight=self.fine_weight, k1=opt.k1, k2=opt.k2,
+                                lam=opt.lam)
+            ranked = ranked[fine]
+        if self.tail != "coarse":
+            return ranked
+        return np.concatenate([ranked, order[~np.isin(order, ranked)]])
 
 
 class InMemoryC2F(_ByRows):

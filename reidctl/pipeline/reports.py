@@ -70,6 +70,8 @@ class EvalReport:
         examples: C2F top hits of sample queries (for pictures), when asked for.
         open_set: true- and false-match rates at the threshold, when there is one.
         grid: the picture drawn from ``examples``, once drawn.
+        query_options: the settings of the query-time methods scored (``c2f+qe`` ...),
+            None when none was asked for.
     """
 
     dataset: str
@@ -87,6 +89,7 @@ class EvalReport:
     examples: list[dict] | None = None
     open_set: dict | None = None
     grid: str | None = None
+    query_options: str | None = None
 
     def to_dict(self) -> dict:
         """The ``--json`` object."""
@@ -99,7 +102,8 @@ class EvalReport:
             "fine_distance": self.fine_distance, "ingest": self.ingest.to_dict(),
             "methods": _methods(self.methods, EVAL_METHOD_KEYS),
         }
-        extra = {"examples": self.examples, "open_set": self.open_set, "grid": self.grid}
+        extra = {"examples": self.examples, "open_set": self.open_set, "grid": self.grid,
+                 "query_options": self.query_options}
         return out | {k: v for k, v in extra.items() if v is not None}
 
 

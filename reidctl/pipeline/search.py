@@ -11,6 +11,7 @@ import torch
 
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import extract_files
+from reidctl.query_opts import QueryOptions, expand, kr_rerank
 from reidctl.rerank import rerank
 from reidctl.store import MilvusStore
 from reidctl.timing import Stopwatch
@@ -48,18 +49,24 @@ class QueryResult:
     hits: list[Hit]
     timings: Timings = field(default_factory=Timings)
     threshold: float | None = None  # the open-set "no match" distance, when there is one
+    method: str = "c2f"  # what ranked the hits (see QueryOptions.name)
+    best_distance: float | None = None  # the plain C2F best distance, when options re-ranked
 
     @property
     def no_match(self) -> bool | None:
         """True when the best hit lies beyond the threshold (the person is most likely not
-        in the gallery); None without a threshold."""
+        in the gallery); None without a threshold. After query-time options the decision
+        is the plain C2F best distance's (what the threshold was calibrated on)."""
         if self.threshold is None:
             return None
+        if self.best_distance is not None:
+            return self.best_distance > self.threshold
         return not self.hits or self.hits[0].distance > self.threshold
 
     def to_dict(self) -> dict:
         return {
             "query": self.query,
+            "method": self.method,
             "no_match": self.no_match,
             "threshold": self.threshold,
             "hits": [h.__dict__ for h in self.hits],
@@ -95,6 +102,16 @@ def fine_rerank(
     does not fail the search: it follows the re-ranked ones in coarse order, with its
     coarse distance, and ``timings.warnings`` says how many there were.
     """
+    return _fine(store, q_local, candidates, device, fine_weight=fine_weight, fresh=fresh,
+                 timings=timings)[0]
+
+
+def _fine(
+    store: MilvusStore, q_local: np.ndarray, candidates: list[Candidate], device: torch.device,
+    *, fine_weight: float, fresh: bool, timings: Timings | None,
+) -> tuple[list[Candidate], np.ndarray]:
+    """:func:`fine_rerank`, also returning the re-ranked candidates' f_l: (M', Dl) for the
+    first M' of the ranking, those that have one."""
     with Stopwatch() as fetch:
         f_l, present = store.fetch_local_partial([c.id for c in candidates],
                                                  fresh=fresh)  # (M, Dl), (M,)
@@ -114,7 +131,24 @@ def fine_rerank(
                 f"{len(candidates) - len(ok)} of {len(candidates)} candidates have no local "
                 "descriptor (ranked by the global distance after the others): run "
                 "reidctl repair")
-    return out
+    return out, f_l[ok[order]]
+
+
+def _c2f_pass(
+    store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int,
+    device: torch.device, timings: Timings, *, fine_weight: float, where: Selection | None,
+    fresh: bool, with_meta: bool,
+) -> tuple[list[Candidate], np.ndarray]:
+    """One coarse search and re-rank, its times added to ``timings``: the ranking and the
+    f_l of its first M' candidates (see :func:`_fine`)."""
+    with Stopwatch() as sw:
+        cands = coarse_search(store, q_global, m, where=where, fresh=fresh,
+                              with_meta=with_meta)
+    timings.coarse += sw.ms
+    if not cands:
+        return [], np.zeros((0, q_local.shape[-1]), dtype=np.float32)
+    return _fine(store, q_local, cands, device, fine_weight=fine_weight, fresh=fresh,
+                 timings=timings)
 
 
 def c2f(
@@ -125,14 +159,71 @@ def c2f(
     """Coarse-to-fine search for one query: the re-ranked top-``m`` (see
     :func:`coarse_search` for ``with_meta``)."""
     timings = Timings()
+    ranked, _ = _c2f_pass(store, q_global, q_local, m, device, timings,
+                          fine_weight=fine_weight, where=where, fresh=fresh,
+                          with_meta=with_meta)
+    return ranked, timings
+
+
+def c2f_options(
+    store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, m: int, device: torch.device,
+    options: QueryOptions, *, fine_weight: float, where: Selection | None = None,
+    fresh: bool = False, with_meta: bool = True,
+) -> tuple[list[Candidate], Timings, float | None]:
+    """:func:`c2f`, then the query-time options (:mod:`reidctl.query_opts`).
+
+    Query expansion fetches the f_g of the top-``options.qe`` hits (their f_l came with
+    the re-rank), expands the query and runs C2F again with it (a second coarse search in
+    Milvus, ``where`` included): the distances are then the expanded query's.
+    k-reciprocal re-ranking fetches the f_g of the M candidates and re-ranks them with
+    the original query; the distances stay the full-descriptor distances to the query,
+    so they need not increase down the list. A candidate without f_l or f_g (deleted
+    meanwhile) follows the others. The stages add up over both searches.
+
+    Returns:
+        The ranking, the timings, and the plain C2F best distance (None without
+        candidates): what an open-set threshold is compared with.
+    """
+    timings = Timings()
+    kw = {"fine_weight": fine_weight, "where": where, "fresh": fresh, "with_meta": with_meta}
+    ranked, local = _c2f_pass(store, q_global, q_local, m, device, timings, **kw)
+    best = ranked[0].distance if ranked else None
+    if options.qe and len(local):
+        top = ranked[:min(options.qe, len(local))]
+        with Stopwatch() as sw:
+            f_g, got = store.fetch_global_partial([c.id for c in top], fresh=fresh)
+        timings.fetch += sw.ms
+        with Stopwatch() as sw:
+            qe_g = expand(q_global, f_g[got])
+            qe_l = expand(q_local, local[:len(top)][got])
+        timings.rerank += sw.ms
+        ranked, local = _c2f_pass(store, qe_g, qe_l, m, device, timings, **kw)
+    if options.kreciprocal and len(local):
+        ranked = _kreciprocal(store, q_global, q_local, ranked, local, device, options,
+                              fine_weight=fine_weight, fresh=fresh, timings=timings)
+    return ranked, timings, best
+
+
+def _kreciprocal(
+    store: MilvusStore, q_global: np.ndarray, q_local: np.ndarray, ranked: list[Candidate],
+    local: np.ndarray, device: torch.device, options: QueryOptions, *, fine_weight: float,
+    fresh: bool, timings: Timings,
+) -> list[Candidate]:
+    """k-reciprocal re-ranking of the first ``len(local)`` candidates (those with f_l)."""
+    head = ranked[:len(local)]
     with Stopwatch() as sw:
-        cands = coarse_search(store, q_global, m, where=where, fresh=fresh,
-                              with_meta=with_meta)
-    timings.coarse = sw.ms
-    if not cands:
-        return [], timings
-    return fine_rerank(store, q_local, cands, device, fine_weight=fine_weight,
-                       fresh=fresh, timings=timings), timings
+        f_g, got = store.fetch_global_partial([c.id for c in head], fresh=fresh)  # (M', Dg)
+    timings.fetch += sw.ms
+    with Stopwatch() as sw:
+        ok = np.flatnonzero(got)
+        order, dist = kr_rerank(q_global, q_local, f_g[ok], local[ok], device,
+                                local_weight=fine_weight, k1=options.k1, k2=options.k2,
+                                lam=options.lam)
+        out = [Candidate(head[ok[i]].id, float(d), head[ok[i]].meta)
+               for i, d in zip(order.tolist(), dist.tolist(), strict=True)]
+        out += [head[i] for i in np.flatnonzero(~got)] + ranked[len(local):]
+    timings.rerank += sw.ms
+    return out
 
 
 def with_metadata(store: MilvusStore, candidates: list[Candidate],
@@ -156,14 +247,15 @@ def to_hits(candidates: list[Candidate], top_k: int) -> list[Hit]:
 def search(
     queries: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
     top_k: int = 10, m: int = 500, device: torch.device, where: Selection | None = None,
-    threshold: float | None = None,
+    threshold: float | None = None, options: QueryOptions | None = None,
 ) -> list[QueryResult]:
     """Coarse-to-fine search of every query image; returns its top-``top_k`` hits.
 
     ``where`` restricts the gallery (camera, source, time window); the filter runs
     inside Milvus, in the coarse ANN search, so the M candidates all satisfy it.
     ``threshold`` (default: the model's calibrated one, if any) marks a query "no match"
-    when its best hit is farther.
+    when its best hit is farther. ``options`` adds query expansion and k-reciprocal
+    re-ranking (:func:`c2f_options`).
 
     Raises:
         CollectionNotFound: the collection pair does not exist.
@@ -177,10 +269,17 @@ def search(
     results = []
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
         # the M candidates travel as ids; metadata is read for the top-k shown only
-        ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
-                              where=where, with_meta=False)
+        best = None
+        if options is not None and options.name != "c2f":
+            ranked, timings, best = c2f_options(
+                store, g, loc, m, device, options, fine_weight=extractor.fine_weight,
+                where=where, with_meta=False)
+        else:
+            ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
+                                  where=where, with_meta=False)
         with Stopwatch() as sw:
             shown = with_metadata(store, ranked[:top_k]) if ranked else []
         timings.fetch += sw.ms  # reads from Milvus, like f_l
-        results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold))
+        results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold,
+                                   options.name if options else "c2f", best))
     return results

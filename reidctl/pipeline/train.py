@@ -157,6 +157,7 @@ class EpochResult(NamedTuple):
     acc: float
     seconds: float
     part_ce: float = 0.0
+    embed_ce: float = 0.0
 
 
 StepFn = Callable[[TrainStep], None]
@@ -191,8 +192,8 @@ def _extractor(model: ConvNet, spec: BackboneSpec, source: str,
                dev: torch.device) -> FeatureExtractor:
     """The model being trained as a feature extractor (fallback PCA: its features are pooled
     raw, to imprint the classifier or fit the projections on)."""
-    return FeatureExtractor(ModelRecord(model, spec, PCA.fallback(spec.channels, GLOBAL_DIM)),
-                            dev, source)
+    return FeatureExtractor(ModelRecord(model, spec, PCA.fallback(model.global_in_dim,
+                                                                  GLOBAL_DIM)), dev, source)
 
 
 def _validate(settings: TrainSettings) -> None:
@@ -309,11 +310,11 @@ def train(
     pretrained = settings.backbone != GOOGLENET.name or settings.weights is not None
     if start == 0 and settings.classifier_init == "imprint" and pretrained:
         advance = on_stage("imprint classifier", len(files.files)) if on_stage else None
-        g, labels, parts = (pooled_cache(suffix, maps, files, dev, advance) if maps is not None
-                            else pooled_features(_extractor(model, spec, source, dev), files,
-                                                 advance))
-        imprint_classifier(model, g, labels, label_smoothing=settings.label_smoothing,
-                           part_features=parts)
+        pooled = (pooled_cache(net, maps, files, dev, advance) if maps is not None
+                  else pooled_features(_extractor(model, spec, source, dev), files, advance))
+        imprint_classifier(model, pooled.gap, pooled.labels,
+                           label_smoothing=settings.label_smoothing, part_features=pooled.parts,
+                           embedding_features=pooled.embedding)
 
     dataset = AugmentedImages(files.files, files.labels, spec.input_size, settings.seed, augment)
     done_steps = sum(len(b) for b in plan[:start])
@@ -339,7 +340,8 @@ def train(
         seconds = epoch_clock.elapsed()
         wall += seconds
         result = EpochResult(epoch + 1, settings.epochs, stats["loss"], stats["ce"],
-                             stats["triplet"], stats["acc"], seconds, stats["part_ce"])
+                             stats["triplet"], stats["acc"], seconds, stats["part_ce"],
+                             stats["embed_ce"])
         history.append({k: (round(v, 6) if isinstance(v, float) else v)
                         for k, v in result._asdict().items()})
         save_state(spath, {
@@ -353,7 +355,7 @@ def train(
             on_epoch(result)
 
     fit_clock = Stopwatch.started()
-    model.drop_part_classifiers()  # training only: the checkpoint keeps today's format
+    model.drop_training_blocks()  # training only: the checkpoint keeps today's format
     last = history[-1] if history else {}
     extra = {
         "training": recipe, "data_dir": str(Path(data).resolve()),

@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +39,22 @@ CACHE_SUFFIX = ".cache"
 MAPS_FILE = "maps.npy"
 MANIFEST_FILE = "manifest.json"
 CACHE_BATCH = 32  # images per prefix pass
+
+
+class Pooled(NamedTuple):
+    """Pooled features of the training images, to imprint the classifier blocks from.
+
+    Attributes:
+        gap: ``(N, K)`` GAP of the last conv map.
+        labels: ``(N,)`` class indices.
+        parts: ``(N, stripes, K)`` per-stripe GAP.
+        embedding: ``(N, D_head)`` the backbone's head output, None without a head.
+    """
+
+    gap: np.ndarray
+    labels: np.ndarray
+    parts: np.ndarray
+    embedding: np.ndarray | None
 
 
 def cache_dir(out: Path) -> Path:
@@ -75,10 +92,29 @@ def split_model(model: ConvNet, cut: str) -> tuple[nn.Module, nn.Module]:
     return prefix, suffix
 
 
+class _SuffixWithHead(nn.Module):
+    """A backbone suffix that keeps the whole backbone's pooling head (``embed``)."""
+
+    def __init__(self, suffix: nn.Module, backbone: nn.Module) -> None:
+        super().__init__()
+        self.suffix = suffix
+        object.__setattr__(self, "_backbone", backbone)  # its weights stay the model's
+        self.embedding_dim = backbone.embedding_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.suffix(x)  # (B, K, H, W)
+
+    def embed(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self._backbone.embed(feature_map)  # (B, D_head)
+
+
 def suffix_net(model: ConvNet, suffix: nn.Module) -> ConvNet:
-    """A ConvNet over cached maps: ``suffix`` as its backbone, ``model``'s classifier blocks."""
-    net = ConvNet(suffix, model.channels)
+    """A ConvNet over cached maps: ``suffix`` as its backbone (with the backbone's pooling
+    head, when it has one), ``model``'s classifier blocks."""
+    net = ConvNet(_SuffixWithHead(suffix, model.backbone) if model.has_head else suffix,
+                  model.channels)
     net.classifier, net.part_classifiers = model.classifier, model.part_classifiers
+    net.embedding_classifier = model.embedding_classifier
     net.num_classes = model.num_classes
     return net
 
@@ -228,27 +264,35 @@ def prepare_maps(maps: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def pooled_cache(suffix: nn.Module, maps: np.ndarray, files: LabeledFiles, device: torch.device,
-                 advance: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GAP ``(N, K)``, labels ``(N,)`` and per-stripe GAP ``(N, stripes, K)`` of the
-    unflipped cached images (as :func:`pooled_features` gives them from the images)."""
-    suffix.eval()
-    gap, parts = [], []
+def pooled_cache(net: ConvNet, maps: np.ndarray, files: LabeledFiles, device: torch.device,
+                 advance: ProgressFn | None = None) -> Pooled:
+    """What :func:`pooled_features` gives, from the unflipped cached images.
+
+    Args:
+        net: the :func:`suffix_net` over the cache.
+    """
+    net.eval()
+    gap, parts, heads = [], [], []
     for start in range(0, maps.shape[1], CACHE_BATCH):
         chunk = torch.from_numpy(np.array(maps[0, start:start + CACHE_BATCH]))  # (B, C, h, w)
-        fm = suffix(prepare_maps(chunk, device))  # (B, K, H, W)
-        g, p = pool(fm.float(), STRIPES)  # (B, K), (B, K, stripes)
+        fm = net.features(prepare_maps(chunk, device)).float()  # (B, K, H, W)
+        g, p = pool(fm, STRIPES)  # (B, K), (B, K, stripes)
         gap.append(g.cpu().numpy())
         parts.append(p.transpose(1, 2).cpu().numpy())
+        if net.has_head:
+            heads.append(net.global_input(fm).float().cpu().numpy())  # (B, D_head)
         if advance:
             advance(len(g))
-    return np.concatenate(gap), np.asarray(files.labels, dtype=np.int64), np.concatenate(parts)
+    return Pooled(np.concatenate(gap), np.asarray(files.labels, dtype=np.int64),
+                  np.concatenate(parts), np.concatenate(heads) if heads else None)
 
 
 def pooled_features(extractor: FeatureExtractor, files: LabeledFiles,
-                    advance: ProgressFn | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GAP ``(N, K)``, labels ``(N,)`` and per-stripe GAP ``(N, stripes, K)`` of the
-    (unaugmented) training images; undecodable ones are left out."""
+                    advance: ProgressFn | None) -> Pooled:
+    """The pooled features of the (unaugmented) training images, to imprint the classifier
+    blocks from; undecodable images are left out."""
     label = dict(zip(files.files, files.labels, strict=True))
-    gap, parts, used = pool_images(extractor, files.files, 64, advance)
-    return gap, np.asarray([label[Path(f)] for f in used], dtype=np.int64), parts
+    g, parts, used = pool_images(extractor, files.files, 64, advance)
+    gap = parts.mean(axis=1)  # (N, K): equal stripes, so their mean is the map's GAP
+    return Pooled(gap, np.asarray([label[Path(f)] for f in used], dtype=np.int64), parts,
+                  g if extractor.model.has_head else None)

@@ -20,6 +20,8 @@ def make_optimizer(model: ConvNet, lr: float, classifier_mult: float,
         heads = list(model.classifier.parameters())
         if model.part_classifiers is not None:
             heads += list(model.part_classifiers.parameters())
+        if model.embedding_classifier is not None:
+            heads += list(model.embedding_classifier.parameters())
         groups.append({"params": heads, "lr": lr * classifier_mult})
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
@@ -66,8 +68,10 @@ def run_epoch(
 ) -> dict[str, float]:
     """Trains on every batch once; the scheduler steps per batch.
 
-    Loss: ``ce + part_weight * mean over stripes of ce_s + triplet_weight * triplet``
-    (the part term only when the model has part classifiers and ``part_weight > 0``).
+    Loss: ``ce + ce_e + part_weight * mean over stripes of ce_s + triplet_weight * triplet``
+    (the part term only when the model has part classifiers and ``part_weight > 0``; ``ce_e``,
+    the embedding classifier's, only when the backbone has a head, whose output the triplet
+    term then uses instead of the GAP).
 
     Args:
         batches: model inputs (as ``prepare`` takes them) and ``(B,)`` labels.
@@ -77,11 +81,12 @@ def run_epoch(
 
     Returns:
         Means over the epoch: ``loss`` (total), ``ce``, ``part_ce`` (0 without the part
-        term), ``triplet``, ``acc`` (top-1 on the augmented training batches).
+        term), ``embed_ce`` (0 without a head), ``triplet``, ``acc`` (top-1 of the global
+        classifier block on the augmented training batches).
     """
     model.train()
     amp = device.type == "cuda"
-    sums = {"loss": 0.0, "ce": 0.0, "part_ce": 0.0, "triplet": 0.0, "acc": 0.0}
+    sums = {"loss": 0.0, "ce": 0.0, "part_ce": 0.0, "embed_ce": 0.0, "triplet": 0.0, "acc": 0.0}
     n = 0
     for step, (inputs, labels) in enumerate(batches, start=1):
         x = prepare(inputs, device)
@@ -90,9 +95,16 @@ def run_epoch(
             out = model(x)
         logits = out.logits.float()  # (B, C); losses in float32 under autocast too
         ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        tri = (batch_hard_triplet(out.feature_map.float().mean(dim=(2, 3)), y, margin)
-               if triplet_weight > 0 else torch.zeros((), device=device))
+        pooled = (out.embedding if out.embedding is not None
+                  else out.feature_map.mean(dim=(2, 3))).float()  # what f_g is made from
+        tri = (batch_hard_triplet(pooled, y, margin) if triplet_weight > 0
+               else torch.zeros((), device=device))
         loss = ce + triplet_weight * tri
+        if out.embedding_logits is not None:
+            embed_ce = F.cross_entropy(out.embedding_logits.float(), y,
+                                       label_smoothing=label_smoothing)
+            loss = loss + embed_ce
+            sums["embed_ce"] += embed_ce.item() * len(y)
         if part_weight > 0 and out.part_logits is not None:
             part_logits = out.part_logits.float()  # (B, S, C)
             part_ce = F.cross_entropy(part_logits.flatten(0, 1), y.repeat_interleave(
@@ -155,7 +167,8 @@ def imprint_linear(weight: torch.Tensor, bias: torch.Tensor, features: np.ndarra
 
 @torch.no_grad()
 def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
-                       label_smoothing: float, part_features: np.ndarray | None = None) -> float:
+                       label_smoothing: float, part_features: np.ndarray | None = None,
+                       embedding_features: np.ndarray | None = None) -> float:
     """Initialises the classifier blocks from class means of the starting features.
 
     The GAP features of a pretrained backbone are informative but small (OSNet: per-dimension
@@ -167,7 +180,8 @@ def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
     dominate. The scale ``s`` minimises the label-smoothed cross-entropy (the training
     objective) on these unaugmented features: with few identities they are separable, and
     plain cross-entropy would pick an ever larger, overconfident scale. Each part classifier
-    is imprinted the same way on its stripe's GAP.
+    is imprinted the same way on its stripe's GAP, the embedding classifier on the
+    backbone's head output.
 
     Args:
         model: ConvNet with a classifier block of ``C`` classes.
@@ -176,12 +190,15 @@ def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
         label_smoothing: of the training cross-entropy.
         part_features: ``(N, stripes, K)`` per-stripe GAP; required when the model has
             part classifiers, ignored otherwise.
+        embedding_features: ``(N, D_head)`` head outputs; required when the model has an
+            embedding classifier, ignored otherwise.
 
     Returns:
         The chosen scale ``s`` of the global block.
 
     Raises:
-        ValueError: no classifier block, or part classifiers without ``part_features``.
+        ValueError: no classifier block, part classifiers without ``part_features`` or
+            an embedding classifier without ``embedding_features``.
     """
     if model.classifier is None:
         raise ValueError("imprint_classifier needs a ConvNet with a classifier block")
@@ -194,4 +211,10 @@ def imprint_classifier(model: ConvNet, features: np.ndarray, labels: np.ndarray,
         for i, conv in enumerate(model.part_classifiers):
             imprint_linear(conv.weight, conv.bias, np.ascontiguousarray(part_features[:, i]),
                            labels, label_smoothing)
+    if model.embedding_classifier is not None:
+        if embedding_features is None:
+            raise ValueError("imprint_classifier needs (N, D) embedding_features for the "
+                             "embedding classifier")
+        imprint_linear(model.embedding_classifier.weight, model.embedding_classifier.bias,
+                       embedding_features, labels, label_smoothing)
     return s

@@ -276,14 +276,33 @@ class MilvusStore(PairUpkeep):
             ids that have one.
         """
         meta = self._pair()
+        return self._fetch_partial(ids, fresh, self.local_name, "f_l", meta.local_dim)
+
+    def fetch_global_partial(self, ids: Sequence[str], *, fresh: bool = False,
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """Global descriptors by id, in the order given, and which ids have one (for the
+        query-time options that need the candidates' f_g: query expansion, k-reciprocal
+        re-ranking); reads like :meth:`fetch_local_partial`.
+
+        Returns:
+            ``(f_g, present)``: (len(ids), Dg) float32 (zeros where an id is not stored)
+            and the (len(ids),) bool mask of the ids found.
+        """
+        meta = self._pair()
+        spec = self._specs["global"]
+        return self._fetch_partial(ids, fresh, self.global_name, spec.vector_field,
+                                   meta.global_dim)
+
+    def _fetch_partial(self, ids: Sequence[str], fresh: bool, collection: str, field: str,
+                       dim: int) -> tuple[np.ndarray, np.ndarray]:
         consistency = rows.level(fresh)
         keys = rows.check_ids(ids, self._pk_len)
         uniq = list(dict.fromkeys(keys))
-        found = self._fetch(uniq, meta.local_dim, consistency)
+        found = self._fetch(uniq, collection, field, dim, consistency)
         missing = [pk for pk in uniq if pk not in found]
         if missing and consistency != "Strong":
-            found.update(self._fetch(missing, meta.local_dim, "Strong"))
-        out = np.zeros((len(keys), meta.local_dim), dtype=np.float32)  # (N, Dl)
+            found.update(self._fetch(missing, collection, field, dim, "Strong"))
+        out = np.zeros((len(keys), dim), dtype=np.float32)  # (N, D)
         present = np.zeros(len(keys), dtype=bool)  # (N,)
         for k, pk in enumerate(keys):
             f = found.get(pk)
@@ -292,20 +311,21 @@ class MilvusStore(PairUpkeep):
                 present[k] = True
         return out, present
 
-    def _fetch(self, ids: list[str], local_dim: int, consistency: str) -> dict[str, np.ndarray]:
-        per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * local_dim)))
+    def _fetch(self, ids: list[str], collection: str, field: str, dim: int,
+               consistency: str) -> dict[str, np.ndarray]:
+        per_request = max(1, min(ID_BATCH, _FETCH_BYTES // (4 * dim)))
         found: dict[str, np.ndarray] = {}
         for batch in rows.chunks(ids, per_request):
             # strict_float32: pymilvus decodes the vectors as one float32 array, not lists
             res = self._query(
-                self.local_name,
+                collection,
                 rows.in_expr("id", batch),
-                ["id", "f_l"],
+                ["id", field],
                 consistency,
                 strict_float32=True,
             )
             for r in res:
-                found[str(r["id"])] = r["f_l"]
+                found[str(r["id"])] = r[field]
         return found
 
     def iterate(

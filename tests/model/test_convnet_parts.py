@@ -28,7 +28,7 @@ def test_without_parts_the_output_and_init_are_unchanged() -> None:
     parts = ConvNet(nn.Identity(), 6, 5, part_stripes=4)
     assert torch.equal(plain.classifier.weight, parts.classifier.weight)  # type: ignore[union-attr]
     assert plain(torch.randn(1, 6, 16, 8)).part_logits is None
-    parts.drop_part_classifiers()
+    parts.drop_training_blocks()
     assert parts.state_dict().keys() == plain.state_dict().keys()
     parts = ConvNet(nn.Identity(), 6, 5, part_stripes=4)
     parts.drop_classifier()

@@ -72,10 +72,12 @@ def test_matches_openvino(name: str, omz_dir: Path, pixels: list[np.ndarray]) ->
     cut = build_omz(name, omz_dir).module.eval()
     with torch.no_grad():
         emb, fmap = full(x), cut(x)
+        head = cut.embed(fmap)  # the backbone's own head on its map: what f_g is made from
     k = backbone_spec(name).channels
-    assert emb.shape == ref_emb.shape == (IMAGES, 256)
+    assert emb.shape == ref_emb.shape == head.shape == (IMAGES, 256)
     assert fmap.shape == ref_map.shape == (IMAGES, k, 16, 8)
     assert _rel(emb, ref_emb) < 1e-3
+    assert _rel(head, ref_emb) < 1e-3
     assert _rel(fmap, ref_map) < 1e-3
 
 
@@ -87,8 +89,8 @@ def test_adapter_gives_bgr_0_255() -> None:
 
 def test_weights_are_trainable_parameters(cut_0286: IrBackbone) -> None:
     """Every weight is a graph constant turned f32 parameter (the adapter adds none), and a
-    training step as reidctl's takes it (channels-last, classifier block, backward) gives
-    every one a gradient."""
+    training step as reidctl's takes it (channels-last, classifier block and head output,
+    backward) gives every one a gradient."""
     graph = cut_0286.graph
     params = dict(cut_0286.named_parameters())
     assert params and all(p.requires_grad and p.dtype == torch.float32 for p in params.values())
@@ -100,8 +102,9 @@ def test_weights_are_trainable_parameters(cut_0286: IrBackbone) -> None:
     model.to(memory_format=torch.channels_last).train()
     try:
         x = normalize(seeded_images(2, SIZE)).contiguous(memory_format=torch.channels_last)
-        logits = model(x).logits  # (2, 3)
-        torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
+        out = model(x)
+        loss = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2]))  # (2, 3)
+        (loss + model.global_input(out.feature_map).pow(2).mean()).backward()  # (2, 256)
         grads = [p.grad for p in cut_0286.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert any(bool(g.abs().sum() > 0) for g in grads if g is not None)
@@ -126,11 +129,13 @@ def test_checkpoint_round_trip_without_ir_files(
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = ConvNet(cut_0286, spec.channels, num_classes=2)
-    pca = PCA.fallback(spec.channels, 128)
+    pca = PCA.fallback(model.global_in_dim, 128)
+    assert model.global_in_dim == 256  # f_g is projected from the network's own head
     path = tmp_path / "omz.pt"
     fp = save_checkpoint(path, ModelRecord(model, spec, pca, ["a", "b"]))
-    assert torch.load(path, weights_only=True)["arch"]["ir_graph"]["format"] == (
-        "reidctl.irgraph/1")
+    arch = torch.load(path, weights_only=True)["arch"]
+    assert arch["ir_graph"]["format"] == "reidctl.irgraph/1"
+    assert (arch["ir_map"], arch["embedding_dim"]) == (OMZ_CUT, 256)
     monkeypatch.setenv("REIDCTL_OMZ_DIR", str(tmp_path / "nowhere"))
     extractor = load_model(path)
     assert extractor.fingerprint == fp and extractor.spec == spec
@@ -151,13 +156,17 @@ def test_checkpoint_round_trip_without_ir_files(
         "attrs"].update(shape=[-1, -1]), "more than one -1"),
     (lambda g: next(n for n in g["ir_graph"]["nodes"] if n["op"] == "MVN")[
         "attrs"].update(eps=float("nan")), "eps must be a finite number"),
-], ids=["no-graph", "unknown-op", "pads", "reshape", "eps"])
+    (lambda g: g.update(embedding_dim=255), "pca.mean has shape [256], expected [255]"),
+    (lambda g: g.update(ir_map="nope"), "no inner tensor 'nope'"),
+    (lambda g: g.update(embedding_dim="x"), "embedding_dim must be an integer"),
+], ids=["no-graph", "unknown-op", "pads", "reshape", "eps", "head-size", "head-cut",
+        "head-type"])
 def test_checkpoint_with_a_bad_graph_is_refused(cut_0286: IrBackbone, tmp_path: Path,
                                                 edit: object, fragment: str) -> None:
     spec = backbone_spec("omz_0286")
     good = tmp_path / "good.pt"
     save_checkpoint(good, ModelRecord(ConvNet(cut_0286, spec.channels), spec,
-                                      PCA.fallback(spec.channels, 128)))
+                                      PCA.fallback(256, 128)))
     data = torch.load(good, weights_only=True)
     edit(data["arch"])  # type: ignore[operator]
     bad = tmp_path / "bad.pt"

@@ -60,13 +60,16 @@ def test_frozen_part_training_lowers_the_loss_and_keeps_the_checkpoint_format(
     assert last["loss"] < first["loss"] and last["part_ce"] < first["part_ce"]
     assert {"loss", "ce", "triplet", "acc", "seconds", "part_ce"} <= set(last)
     # today's format: the keys of a plain ConvNet with a classifier block, nothing else
-    plain = ConvNet(omz.module, omz.spec.channels, report.identities).state_dict()
+    plain = ConvNet(omz.module, omz.spec.channels, report.identities)
+    plain.drop_training_blocks()
     saved = load_checkpoint(out).model.state_dict()
-    assert saved.keys() == plain.keys()
-    assert not any("part_classifiers" in k for k in saved)
+    assert saved.keys() == plain.state_dict().keys()
+    assert not any("part_classifiers" in k or "embedding_classifier" in k for k in saved)
     assert load_model(out).fingerprint == report.fingerprint
     state = torch.load(state_path(out), weights_only=True)["model"]
     assert any(k.startswith("part_classifiers.") for k in state)
+    assert any(k.startswith("embedding_classifier.") for k in state)  # on the OMZ head
+    assert last["embed_ce"] < first["embed_ce"]
     # the prefix (up to "941") is unchanged, the suffix was trained
     prefix, suffix = omz.module.split("941")
     graph = omz.module.graph
@@ -110,9 +113,9 @@ def test_resumed_frozen_run_equals_uninterrupted_run(
 def test_a_cut_that_is_not_clean_is_a_one_line_input_error(
     omz: Any, cuhk03_root: Path, tmp_path: Path,
 ) -> None:
-    for cut, why in (("nope", "no inner tensor"), ("1126", "no inner tensor")):
-        with pytest.raises(InputError, match=f"--freeze '{cut}'.*{why}.*clean cuts include"
-                           ) as e:
+    for cut, why in (("nope", "no inner tensor.*clean cuts include"),
+                     ("1126", "not before the conv map '1126'")):
+        with pytest.raises(InputError, match=f"--freeze '{cut}'.*{why}") as e:
             train(cuhk03_root / "train", tmp_path / "x.pt", replace(SETTINGS, freeze=cut))
         assert "\n" not in str(e.value)
     with pytest.raises(InputError, match="part_weight must be >= 0"):

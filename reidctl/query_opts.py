@@ -48,6 +48,11 @@ class QueryOptions:
             raise InputError(f"lambda must lie in [0, 1], got {self.lam:g}")
 
     @property
+    def active(self) -> bool:
+        """Whether anything is done after the plain C2F ranking."""
+        return bool(self.qe or self.kreciprocal)
+
+    @property
     def name(self) -> str:
         """The method's name in reports: ``c2f``, ``c2f+qe``, ``c2f+kr`` or ``c2f+qe+kr``."""
         return "c2f" + ("+qe" if self.qe else "") + ("+kr" if self.kreciprocal else "")

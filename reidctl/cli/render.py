@@ -43,8 +43,7 @@ def search_results(results: list[dict]) -> None:
     """Prints one table of ranked hits per query."""
     for res in results:
         ms = res["ms"]
-        method = res.get("method", "c2f")
-        how = "" if method == "c2f" else f"{method}: "
+        how = "" if res["method"] == "c2f" else f"{res['method']}: "
         title = Text(f"{res['query']}  ({how}coarse {ms['coarse']:.1f} ms, "
                      f"fetch {ms['fetch']:.1f} ms, re-rank {ms['rerank']:.1f} ms)")
         if res.get("no_match"):

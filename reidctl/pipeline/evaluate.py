@@ -185,8 +185,7 @@ def evaluate(
         c2f_stages_ms_p50=fine.stages.p50("coarse", "fetch", "rerank"),
         fine_distance=f"sqrt(d_g^2 + {w:g} * d_l^2)", ingest=report, methods=methods,
         examples=kept if examples else None,
-        query_options=options.describe() if options and (options.qe or options.kreciprocal)
-        else None,
+        query_options=options.describe() if options and options.active else None,
         open_set=_open_set(open_lists, [bool(g.any()) for g in truth.good], protocol,
                            threshold, extractor) if threshold is not None else None)
 

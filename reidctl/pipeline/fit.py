@@ -26,10 +26,12 @@ def pool_images(
     on_progress: ProgressFn | None = None,
     on_skip: Callable[[Path | str, str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Path | str]]:
-    """GAP and per-stripe GAP of the (unaugmented) images; undecodable ones are left out.
+    """What f_g is projected from and per-stripe GAP of the (unaugmented) images;
+    undecodable ones are left out.
 
     Returns:
-        ``(N, K)`` GAP, ``(N, stripes, K)`` stripe GAP, and the ``N`` files they come from.
+        ``(N, D_in)`` global input (:meth:`ConvNet.global_input`: the GAP, or the backbone's
+        head output), ``(N, stripes, K)`` stripe GAP, and the ``N`` files they come from.
     """
     pooled: list[np.ndarray] = []
     stripes: list[np.ndarray] = []
@@ -38,7 +40,7 @@ def pool_images(
                               on_skip=on_skip)
     for n_read, kept, batch in batches:
         if kept:
-            g, s = extractor.pooled(batch)  # (B, K), (B, stripes, K)
+            g, s = extractor.pooled(batch)  # (B, D_in), (B, stripes, K)
             pooled.append(g)
             stripes.append(s)
             used.extend(kept)
@@ -57,7 +59,7 @@ def fit_projections(
 ) -> tuple[PCA, list[PCA], Counter[str]]:
     """Fits the f_g PCA and one K -> K whitening per stripe.
 
-    f_g: K -> dim whitened with shrinkage from the GAP, or projected without whitening
+    f_g: K -> dim whitened with shrinkage from the GAP, or D_head -> dim without whitening
     from the backbone's head output when it has one.
 
     Returns:
@@ -69,10 +71,10 @@ def fit_projections(
     skipped: Counter[str] = Counter()
     g_all, s_all, _ = pool_images(extractor, files, batch_size, on_progress,
                                   on_skip=lambda _p, reason: skipped.update([reason]))
-    n = len(g_all)
-    k = max(extractor.spec.channels, extractor.model.global_in_dim)
-    if n <= max(dim, k):
-        raise InputError(f"need more than {max(dim, k)} usable training images to fit, got {n}")
+    n, k = len(g_all), extractor.spec.channels
+    need = max(dim, k, extractor.model.global_in_dim)
+    if n <= need:
+        raise InputError(f"need more than {need} usable training images to fit, got {n}")
     # a network's own head already gives a trained embedding: whitening it lowers mAP
     # (held-out CUHK03 train ids, docs/benchmarks.md), so it is only projected
     whiten = not extractor.model.has_head

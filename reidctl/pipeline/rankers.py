@@ -16,7 +16,7 @@ import torch
 
 from reidctl.pipeline.common import ProgressFn
 from reidctl.pipeline.protocol import GroundTruth
-from reidctl.pipeline.search import Candidate, c2f, c2f_options, coarse_search
+from reidctl.pipeline.search import Candidate, c2f_options, coarse_search
 from reidctl.query_opts import QueryOptions, expand, kr_rerank
 from reidctl.rerank import full_distances, rerank, squared_euclidean
 from reidctl.store import MilvusStore
@@ -76,14 +76,9 @@ class MilvusC2F(_ByIds):
         self.stages = Timer()
 
     def rank(self, qi: int) -> list[Candidate]:
-        if self.name == "c2f":
-            self.last, timings = c2f(self.store, self.q_global[qi], self.q_local[qi], self.m,
-                                     self.device, fine_weight=self.fine_weight,
-                                     with_meta=False)
-        else:
-            self.last, timings, _ = c2f_options(
-                self.store, self.q_global[qi], self.q_local[qi], self.m, self.device,
-                self.options, fine_weight=self.fine_weight, with_meta=False)
+        self.last, timings, _ = c2f_options(
+            self.store, self.q_global[qi], self.q_local[qi], self.m, self.device,
+            self.options, fine_weight=self.fine_weight, with_meta=False)
         for stage in ("coarse", "fetch", "rerank"):
             self.stages.add(stage, getattr(timings, stage))
         return self.last

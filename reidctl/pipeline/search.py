@@ -50,7 +50,7 @@ class QueryResult:
     timings: Timings = field(default_factory=Timings)
     threshold: float | None = None  # the open-set "no match" distance, when there is one
     method: str = "c2f"  # what ranked the hits (see QueryOptions.name)
-    best_distance: float | None = None  # the plain C2F best distance, when options re-ranked
+    best_distance: float | None = None  # the plain C2F best distance (before any options)
 
     @property
     def no_match(self) -> bool | None:
@@ -266,20 +266,16 @@ def search(
     threshold = extractor.threshold if threshold is None else threshold
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
+    options = options or QueryOptions()
     results = []
     for path, g, loc in zip(queries, q_g, q_l, strict=True):
         # the M candidates travel as ids; metadata is read for the top-k shown only
-        best = None
-        if options is not None and options.name != "c2f":
-            ranked, timings, best = c2f_options(
-                store, g, loc, m, device, options, fine_weight=extractor.fine_weight,
-                where=where, with_meta=False)
-        else:
-            ranked, timings = c2f(store, g, loc, m, device, fine_weight=extractor.fine_weight,
-                                  where=where, with_meta=False)
+        ranked, timings, best = c2f_options(store, g, loc, m, device, options,
+                                            fine_weight=extractor.fine_weight, where=where,
+                                            with_meta=False)
         with Stopwatch() as sw:
             shown = with_metadata(store, ranked[:top_k]) if ranked else []
         timings.fetch += sw.ms  # reads from Milvus, like f_l
         results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold,
-                                   options.name if options else "c2f", best))
+                                   options.name, best))
     return results

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def _settings(ctx: typer.Context) -> list[SettingInfo]:
     """Each setting that applies here with its value and where it came from."""
-    from reidctl.cli.settings import shown, source_of
+    from reidctl.cli.settings import shared_settings, shown, source_of
     from reidctl.pipeline.results import SettingInfo
 
     state = ctx.find_object(AppState)
@@ -42,6 +42,10 @@ def _settings(ctx: typer.Context) -> list[SettingInfo]:
     for name, value in ctx.params.items():
         if name != "json_out":
             rows.append(SettingInfo(name, shown(name, value), source_of(ctx, name, cfg)))
+    # what the other commands read when no option is given (model, device)
+    listed = {row.name for row in rows} | {"json_out", "quiet"}
+    for name, value, src in shared_settings(root.command, listed, cfg):
+        rows.append(SettingInfo(name, shown(name, value), src))
     if cfg is not None:
         for command, table in sorted(cfg.commands.items()):
             for name, value in table.items():

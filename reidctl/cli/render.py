@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len, get_character_cell_size
 from rich.table import Table
 from rich.text import Text
 
@@ -39,8 +41,39 @@ def _short(path: str) -> str:
         return path
 
 
-def search_results(results: list[dict]) -> None:
-    """Prints one table of ranked hits per query."""
+def left_truncated(text: str, width: int) -> str:
+    """``text`` cut from the left to ``width`` terminal cells, an ellipsis in front
+    (the end of a path, its file name, stays whole)."""
+    if cell_len(text) <= width:
+        return text
+    kept, used = len(text), 1  # the ellipsis takes one cell
+    while kept > 0 and used + get_character_cell_size(text[kept - 1]) <= width:
+        kept -= 1
+        used += get_character_cell_size(text[kept])
+    return "…" + text[kept:]
+
+
+_SEARCH_COLUMNS = ("rank", "distance", "person", "camera", "path")
+_MIN_PATH = 10  # cells: the table may grow wider than the terminal rather than show less
+
+
+def _path_width(cells: list[tuple[str, ...]]) -> int:
+    """The cells the path column may take so that the table fits the terminal: the width
+    less the other columns (at their widest cell), their padding and the borders."""
+    others = sum(max([cell_len(c)] + [cell_len(row[i]) for row in cells])
+                 for i, c in enumerate(_SEARCH_COLUMNS[:-1]))
+    n = len(_SEARCH_COLUMNS)
+    return max(_MIN_PATH, out.width - others - 2 * n - (n + 1))
+
+
+def search_results(results: list[dict], no_hits: str = "(the collection is empty)") -> None:
+    """Prints one table of ranked hits per query; paths are kept on one line, cut from the
+    left when the terminal is too narrow.
+
+    Args:
+        results: the queries' results (``QueryResult.to_dict()``).
+        no_hits: what a query without hits says instead of a table.
+    """
     for res in results:
         ms = res["ms"]
         how = "" if res["method"] == "c2f" else f"{res['method']}: "
@@ -54,16 +87,42 @@ def search_results(results: list[dict]) -> None:
         elif res.get("no_match") is False:
             title.append("\nmatch", style="bold green")
             title.append(f" (threshold {res['threshold']:.4f})")
-        table = Table(title=title, title_justify="left")
-        for col in ("rank", "distance", "person", "camera"):
-            table.add_column(col, justify="right" if col in ("rank", "distance") else "left")
-        table.add_column("path", overflow="fold")
-        for h in res["hits"]:
-            table.add_row(str(h["rank"]), f"{h['distance']:.4f}", h["person_id"] or "?",
-                          h["camera"] or "?", _short(h["path"]))
         if not res["hits"]:
-            table.add_row("-", "-", "-", "-", "(the collection is empty)")
+            out.print(title)
+            out.print(Text(f"  {no_hits}"))
+            continue
+        rows = [(str(h["rank"]), f"{h['distance']:.4f}", h["person_id"] or "?",
+                 h["camera"] or "?", _short(h["path"])) for h in res["hits"]]
+        width = _path_width(rows)
+        table = Table(title=title, title_justify="left")
+        for col in _SEARCH_COLUMNS[:-1]:
+            number = col in ("rank", "distance")  # never cut
+            table.add_column(col, justify="right" if number else "left", no_wrap=number,
+                             min_width=max(len(r[_SEARCH_COLUMNS.index(col)]) for r in rows)
+                             if number else None)
+        table.add_column("path", no_wrap=True, overflow="ellipsis", min_width=_MIN_PATH)
+        for row in rows:
+            table.add_row(*row[:-1], left_truncated(row[-1], width))
         out.print(table)
+
+
+CSV_COLUMNS = ("query", "rank", "distance", "id", "path", "camera", "person", "time", "source")
+
+
+def search_csv(results: list[dict], path: Path) -> None:
+    """Writes one CSV row per query and hit (:data:`CSV_COLUMNS`; unknown values empty,
+    times in ISO 8601 UTC); creates the file's missing folders."""
+    from reidctl.data.manifest import format_time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for res in results:
+            for h in res["hits"]:
+                w.writerow([res["query"], h["rank"], f"{h['distance']:.6f}", h["id"], h["path"],
+                            h["camera"], h["person_id"], format_time(h.get("captured_at", -1)),
+                            h["source"]])
 
 
 def eval_table(r: EvalReport) -> None:

@@ -157,3 +157,41 @@ def shown(name: str, value: Any) -> Any:  # noqa: ANN401
     if name in SECRET_KEYS and value:
         return "***"
     return mask(str(value)) if isinstance(value, (str, Path)) else value
+
+
+def _envvar(param: Any) -> str | None:  # noqa: ANN401 - a click parameter
+    env = getattr(param, "envvar", None)
+    if isinstance(env, (list, tuple)):
+        env = env[0] if env else None
+    return env or None
+
+
+def shared_settings(group: Any, skip: set[str],  # noqa: ANN401 - a click group
+                    config: ConfigFile | None = None) -> list[tuple[str, Any, str]]:
+    """The settings that several commands of ``group`` read from a ``REIDCTL_*`` variable
+    (``model``, ``device``), other than ``skip``: what those commands get when no option
+    is given, and where it comes from.
+
+    Returns:
+        ``(name, value, source)`` per setting; the value is the environment variable's,
+        else the config file's top-level key, else the commands' default (``"differs by
+        command"`` when they do not share one).
+    """
+    found: dict[str, tuple[str, list[Any]]] = {}
+    for cmd in getattr(group, "commands", {}).values():
+        for p in cmd.params:
+            env = _envvar(p)
+            if env and p.name and p.name not in skip:
+                found.setdefault(p.name, (env, []))[1].append(p.default)
+    rows = []
+    for name, (env, defaults) in found.items():
+        if len(defaults) < 2:
+            continue  # one command's own option: its --help says it
+        if os.environ.get(env):  # click reads an empty variable as unset
+            rows.append((name, os.environ[env], f"environment ({env})"))
+        elif config is not None and config.path is not None and name in config.common:
+            rows.append((name, config.common[name], f"config ({config.path})"))
+        else:
+            same = len({repr(d) for d in defaults}) == 1
+            rows.append((name, defaults[0] if same else "differs by command", "default"))
+    return rows

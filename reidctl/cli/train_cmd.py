@@ -118,8 +118,10 @@ def train(
         help="Initial backbone weights (ONNX for OSNet, IR .xml for omz_*, state_dict for "
              "GoogLeNet).",
         show_default=False, rich_help_panel=_RECIPE)] = None,
-    device: Annotated[str, typer.Option(
-        help="cpu, cuda (mixed precision) or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(  # the other commands' --device, and its default
+        "--device", envvar="REIDCTL_DEVICE",
+        help="auto (CUDA when present), cpu or cuda; CUDA trains in mixed precision.")
+    ] = "auto",
     workers: Annotated[int, typer.Option(min=0, max=16,
                                          help="Processes decoding images ahead.")] = 1,
     threads: Annotated[int | None, typer.Option(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +13,7 @@ import torch
 
 from reidctl.data.batches import chunks, hwc_batch, prefetch
 from reidctl.data.images import SkipImage, decode_hwc, read_bytes
-from reidctl.data.names import parse_name
+from reidctl.data.names import Labels, parse_name
 from reidctl.errors import InputError
 from reidctl.model import FeatureExtractor
 from reidctl.pipeline.common import DEFAULT_BATCH, ForwardStreams, ProgressFn, ensure_collection
@@ -85,6 +85,13 @@ class _Read:
     data: bytes
 
 
+def value_problem(field: str, value: str) -> str | None:
+    """Why the global collection cannot store ``value`` in its text field ``field`` (too
+    many UTF-8 bytes, or no UTF-8 form), or None when it can."""
+    problem = varchar_problem(load_spec("global"), field, value)
+    return f"{problem.label}: {problem.detail}" if problem else None
+
+
 def check_source(source: str | None) -> None:
     """Refuses a source name the global collection cannot store (too many UTF-8 bytes,
     or no UTF-8 form), so a run fails before it creates or writes anything.
@@ -99,14 +106,17 @@ def check_source(source: str | None) -> None:
         raise InputError(f"source name {source!r:.80} cannot be stored: {problem}")
 
 
-def _meta(path: Path, source: str | None) -> ImageMeta:
+def _meta(path: Path, source: str | None, labels: Labels | None) -> ImageMeta:
     """The metadata of one file, checked against the store's fields before the file is read
     (person id and camera come from the name, so every string is checked, not only the path).
+    ``labels`` (from ``--camera`` and a manifest) replace what the name gives.
 
     Raises:
         SkipImage: a value the store cannot hold (``"path too long"``, ...).
     """
     meta = parse_name(path, source)
+    if labels is not None:
+        meta = labels.apply(meta)
     problem = row_problem(load_spec("global"), meta_row(meta))
     if problem:
         raise SkipImage(f"{problem.field} {problem.label}", problem.detail)
@@ -114,15 +124,15 @@ def _meta(path: Path, source: str | None) -> ImageMeta:
 
 
 def _read_chunk(
-    paths: Sequence[Path], source: str | None, mtime: bool
+    paths: Sequence[Path], source: str | None, mtime: bool, labels: Callable[[Path], Labels]
 ) -> tuple[list[_Read], list[tuple[Path, SkipImage]]]:
     good: list[_Read] = []
     bad: list[tuple[Path, SkipImage]] = []
     for p in paths:
         try:
-            meta = _meta(p, source)
+            meta = _meta(p, source, labels(p))
             digest, data = read_bytes(p)
-            if mtime:
+            if mtime and meta.captured_at < 0:  # a time given in a manifest wins
                 meta = replace(meta, captured_at=int(p.stat().st_mtime * 1000))
         except SkipImage as e:
             bad.append((p, e))
@@ -147,7 +157,8 @@ class _Prepared:
 
 
 def _chunks(
-    files: Sequence[Path], size: int, source: str | None, mtime: bool, pool: ThreadPoolExecutor,
+    files: Sequence[Path], size: int, source: str | None, mtime: bool,
+    labels: Callable[[Path], Labels], pool: ThreadPoolExecutor,
     prepare: Callable[[list[_Read], list[tuple[Path, SkipImage]]], _Prepared], ahead: int,
 ) -> Iterator[_Prepared]:
     """Reads and hashes the next ``ahead`` chunks in the background while one is processed,
@@ -158,7 +169,7 @@ def _chunks(
     the waits overlap instead of adding up.
     """
     def job(paths: Sequence[Path]) -> _Prepared:
-        return prepare(*_read_chunk(paths, source, mtime))
+        return prepare(*_read_chunk(paths, source, mtime, labels))
 
     return prefetch(chunks(files, size), job, pool, ahead)
 
@@ -216,6 +227,7 @@ def ingest(
     files: Sequence[Path], store: MilvusStore, extractor: FeatureExtractor, *,
     batch_size: int = DEFAULT_BATCH, source: str | None = None, force: bool = False,
     time_from_mtime: bool = False, on_progress: ProgressFn | None = None,
+    camera: str | None = None, labels: Mapping[Path, Labels] | None = None,
 ) -> IngestReport:
     """Stores the descriptors of ``files`` in the collection pair of ``store``.
 
@@ -223,15 +235,25 @@ def ingest(
     updates it instead of duplicating it; an image already stored with the same
     model and metadata is left alone (an interrupted run resumes cheaply) unless
     ``force``. Unusable files are skipped and counted by reason. With
-    ``time_from_mtime`` the capture time is the file's modification time.
+    ``time_from_mtime`` the capture time is the file's modification time (unless
+    ``labels`` give one). ``camera`` is the camera of every file, and ``labels`` (a
+    manifest's, by file) replace what the options and the file names give.
     Returns once a search would see every image written.
 
     Raises:
-        InputError: ``source`` cannot be stored (checked before anything is written), or
-            no file could be used at all.
+        InputError: ``source`` or ``camera`` cannot be stored (checked before anything is
+            written), or no file could be used at all.
     """
     clock = Stopwatch.started()
     check_source(source)
+    common = Labels(camera=camera)
+    if camera is not None and (problem := value_problem("camera", camera)):
+        raise InputError(f"camera {camera!r:.80} cannot be stored: {problem}")
+    by_file = labels or {}
+
+    def labels_of(path: Path) -> Labels:
+        return by_file[path].over(common) if path in by_file else common
+
     report = IngestReport(files=len(files))
     report.created = ensure_collection(store, extractor)
     size = extractor.input_size
@@ -272,8 +294,8 @@ def ingest(
             d = done.result()
             writer.add([r.digest for r in ok], d.global_, d.local, [r.meta for r in ok])
 
-        for ch in _chunks(files, batch_size, source, time_from_mtime, io_pool, prepare,
-                          PREFETCH_CHUNKS):
+        for ch in _chunks(files, batch_size, source, time_from_mtime, labels_of, io_pool,
+                          prepare, PREFETCH_CHUNKS):
             for p, e in ch.bad:
                 report.skip(p, e.reason, e.detail)
             fresh: list[_Read] = []

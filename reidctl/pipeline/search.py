@@ -51,6 +51,7 @@ class QueryResult:
     threshold: float | None = None  # the open-set "no match" distance, when there is one
     method: str = "c2f"  # what ranked the hits (see QueryOptions.name)
     best_distance: float | None = None  # the plain C2F best distance (before any options)
+    captured_at: list[int] = field(default_factory=list)  # per hit: epoch ms, -1 unknown
 
     @property
     def no_match(self) -> bool | None:
@@ -69,7 +70,8 @@ class QueryResult:
             "method": self.method,
             "no_match": self.no_match,
             "threshold": self.threshold,
-            "hits": [h.__dict__ for h in self.hits],
+            "hits": [h.__dict__ | {"captured_at": t} for h, t in zip(
+                self.hits, self.captured_at or [-1] * len(self.hits), strict=True)],
             "warnings": list(self.timings.warnings),
             "ms": {"coarse": round(self.timings.coarse, 3), "fetch": round(self.timings.fetch, 3),
                    "rerank": round(self.timings.rerank, 3)},
@@ -277,5 +279,6 @@ def search(
             shown = with_metadata(store, ranked[:top_k]) if ranked else []
         timings.fetch += sw.ms  # reads from Milvus, like f_l
         results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold,
-                                   options.name, best))
+                                   options.name, best,
+                                   [int(c.meta.get("captured_at", -1)) for c in shown]))
     return results

@@ -171,6 +171,6 @@ def test_oversized_or_unopenable_query_image(db: Path, tmp_path: Path,
     r = _invoke("search", deep, "--uri", str(db))
     assert r.exit_code == 2
     assert "path too long: File name too long" in one_line_error(r)
-    r = _invoke("search", str(tmp_path), "--uri", str(db))
+    r = _invoke("search", str(tmp_path), "--uri", str(db))  # a folder: each image in it
     assert r.exit_code == 2
-    assert "not a regular file: a folder" in one_line_error(r)
+    assert "cannot use query image" in one_line_error(r)  # its unusable big.jpg

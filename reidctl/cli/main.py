@@ -41,6 +41,15 @@ app = typer.Typer(
 _CONN = "Connection (server)"
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: prints ``reidctl <version>`` (the installed package's) and exits 0."""
+    if value:
+        from reidctl import __version__
+
+        typer.echo(f"reidctl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -78,6 +87,9 @@ def main(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Log each step on stderr; full tracebacks of unexpected errors.")
     ] = False,
+    _version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True, expose_value=False,
+        help="Print the version and exit.")] = False,
 ) -> None:
     """Person re-identification as image retrieval on Milvus."""
     from reidctl.cli.settings import default_map, find_config, load_config

@@ -62,7 +62,8 @@ def _aliases(command: Any) -> dict[str, str]:  # noqa: ANN401 - a click command
     """``{key: parameter name}`` for a command's options: its name and long flags."""
     out: dict[str, str] = {}
     for p in command.params:
-        if getattr(p, "param_type_name", "") != "option" or p.name is None:
+        if (getattr(p, "param_type_name", "") != "option" or p.name is None
+                or not getattr(p, "expose_value", True)):  # --version: not a setting
             continue
         out[p.name] = p.name
         for opt in (*p.opts, *p.secondary_opts):

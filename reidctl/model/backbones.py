@@ -33,6 +33,7 @@ OSNET_ENV = "REIDCTL_OSNET_WEIGHTS"
 OSNET_FILE = "osnet_x0_25_msmt17.onnx"
 OSNET_CUT = "/conv5/relu/Relu_output_0"  # last conv map, before global pooling + fc
 OMZ_ENV = "REIDCTL_OMZ_DIR"  # a folder holding the OMZ .xml/.bin pairs
+SHARED_ENV = "REIDCTL_SHARED"  # the shared/ folder: weights/ (and datasets/) inside
 OMZ_CUT = "1126"  # the last conv map's ReLU, before the pooling head
 MAX_EMBEDDING = 8192  # largest head output a checkpoint may declare
 GOOGLENET_SEED = 0
@@ -97,7 +98,12 @@ def feature_map_size(spec: BackboneSpec) -> tuple[int, int]:
 
 
 def _shared_weights() -> Path:
-    """``<dir above the repository>/shared/weights``."""
+    """``$REIDCTL_SHARED/weights`` when set, else ``shared/weights`` beside the source
+    checkout (``<dir above the repository>/shared/weights``; an installed wheel has no
+    such folder, so there one of the settings must name the files)."""
+    env = os.environ.get(SHARED_ENV)
+    if env:
+        return Path(env) / "weights"
     import reidctl
 
     return Path(reidctl.__file__).resolve().parents[2] / "shared" / "weights"
@@ -107,8 +113,8 @@ def default_osnet_weights() -> Path:
     """Where the OSNet ONNX file is looked for.
 
     Returns:
-        ``$REIDCTL_OSNET_WEIGHTS`` when set, else
-        ``<dir above the repository>/shared/weights/osnet_x0_25_msmt17.onnx``.
+        ``$REIDCTL_OSNET_WEIGHTS`` when set, else ``<shared>/weights/osnet_x0_25_msmt17.onnx``
+        (see :func:`_shared_weights`).
     """
     env = os.environ.get(OSNET_ENV)
     return Path(env) if env else _shared_weights() / OSNET_FILE
@@ -118,10 +124,32 @@ def default_omz_dir() -> Path:
     """Where the OMZ IR files are looked for.
 
     Returns:
-        ``$REIDCTL_OMZ_DIR`` when set, else ``<dir above the repository>/shared/weights/omz``.
+        ``$REIDCTL_OMZ_DIR`` when set, else ``<shared>/weights/omz`` (see
+        :func:`_shared_weights`).
     """
     env = os.environ.get(OMZ_ENV)
     return Path(env) if env else _shared_weights() / "omz"
+
+
+def _not_found(what: str, path: Path, env: str, points_to: str, under_shared: str) -> ModelError:
+    """The one-line error for a default weights file that is not there.
+
+    It names the setting the path came from (``env``, ``REIDCTL_SHARED``, or neither:
+    the default beside the source checkout) and the settings that can point elsewhere.
+
+    Args:
+        what: e.g. ``"OSNet weights"``.
+        path: the file looked for.
+        env: the variable naming this file or folder directly.
+        points_to: what ``env`` must name, e.g. ``"the path of osnet_x0_25_msmt17.onnx"``.
+        under_shared: the file's place under the shared folder, e.g. ``"weights/omz/x.xml"``.
+    """
+    if os.environ.get(env):
+        return ModelError(f"{what} not found at {path} (from {env}); set {env} to {points_to}")
+    origin = (f"under {SHARED_ENV}" if os.environ.get(SHARED_ENV)
+              else f"the default, as neither {env} nor {SHARED_ENV} is set")
+    return ModelError(f"{what} not found at {path} ({origin}); set {env} to {points_to}, "
+                      f"or {SHARED_ENV} to the folder holding {under_shared}")
 
 
 def _check_map(module: nn.Module, spec: BackboneSpec, path: Path) -> None:
@@ -155,12 +183,16 @@ def build_omz(name: str, weights: str | Path | None = None) -> Backbone:
     spec = backbone_spec(name)
     if name not in OMZ_FILES:
         raise ModelError(f"{name!r} is not an OMZ backbone (known: {', '.join(OMZ_FILES)})")
-    path = Path(weights) if weights is not None else default_omz_dir()
-    if path.is_dir():
-        path = path / OMZ_FILES[name]
-    if not path.is_file() or not path.with_suffix(".bin").is_file():
-        raise ModelError(f"{name} weights not found at {path} (and its .bin); set {OMZ_ENV} "
-                         f"to the folder holding {OMZ_FILES[name]} and its .bin")
+    xml = OMZ_FILES[name]
+    if weights is None:
+        path = default_omz_dir() / xml
+        if not path.is_file() or not path.with_suffix(".bin").is_file():
+            raise _not_found(f"{name} weights", path, OMZ_ENV,
+                             f"the folder holding {xml} and its .bin", f"weights/omz/{xml}")
+    else:
+        path = Path(weights) / xml if Path(weights).is_dir() else Path(weights)
+        if not path.is_file() or not path.with_suffix(".bin").is_file():
+            raise ModelError(f"{name} weights not found at {path} (and its .bin)")
     graph = load_ir_module(path)  # to the embedding: the head pools the map for f_g
     with torch.no_grad():
         dim = graph(torch.zeros(1, 3, *spec.input_size)).shape
@@ -188,9 +220,10 @@ def build_osnet_x0_25(weights: str | Path | None = None) -> Backbone:
 
     path = Path(weights) if weights is not None else default_osnet_weights()
     if not path.is_file():
-        raise ModelError(
-            f"OSNet weights not found at {path}; set {OSNET_ENV} to the path of {OSNET_FILE}"
-        )
+        if weights is not None:
+            raise ModelError(f"OSNet weights not found at {path}")
+        raise _not_found("OSNet weights", path, OSNET_ENV, f"the path of {OSNET_FILE}",
+                         f"weights/{OSNET_FILE}")
     module = load_onnx_module(path, OSNET_CUT)
     _check_map(module, OSNET_X0_25, path)
     return Backbone(module, OSNET_X0_25, f"onnx:{path}")

@@ -8,6 +8,10 @@ What model and schema produced a collection is recorded as JSON in the collectio
 properties (key :data:`META_KEY`) and, as a copy, in the collection description:
 Milvus Lite 3.2.2 drops descriptions but keeps properties; a Milvus 2.3 server
 keeps both.
+
+The files are read as package data, from ``reidctl/store/schemas``: in a source
+checkout that is a symbolic link to the top-level ``schemas/`` folder (the files'
+one home); an installed wheel carries copies (see ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from pymilvus import CollectionSchema, DataType, FieldSchema
 
 from reidctl.errors import FeatureSpaceMismatch, StoreError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR: Traversable = files("reidctl.store") / "schemas"
 ROLES = ("global", "local")
 META_KEY = "reidctl.meta"
 TAG_PREFIX = "reidctl."

@@ -150,8 +150,24 @@ def bench(
             render.bench_tables(report)
 
 
+def backend_label(uri: str) -> str:
+    """Which Milvus a URI names, for the plot's title: ``"Milvus Lite, bench.db"`` (the
+    file's name) or ``"Milvus server, http://host:19530"`` (scheme, host and port only:
+    never credentials, a path or a query)."""
+    if is_lite_uri(uri):
+        return f"Milvus Lite, {Path(uri).name}"
+    from urllib.parse import urlsplit
+
+    from reidctl.cli.masking import mask
+
+    parts = urlsplit(uri)  # a unix: socket has no host: shown whole, user info masked
+    where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else uri
+    return mask(f"Milvus server, {where}")
+
+
 def draw_plot(r: BenchReport, path: Path) -> Path:
-    """Latency p50 and mAP of each method against gallery size, into ``path``."""
+    """Latency p50 and mAP of each method against gallery size, into ``path``, titled
+    with the backend, M and the model."""
     from reidctl.viz_bench import render_bench_plot
 
     methods = ("coarse", "c2f", "linear")
@@ -160,7 +176,8 @@ def draw_plot(r: BenchReport, path: Path) -> Path:
     if all(refs):  # one point per gallery size, or no series
         lat["c2f in numpy"] = [ref.ms_p50 for ref in refs if ref]
     acc = {k: [run.methods[k].mAP for run in r.runs] for k in methods}
-    return render_bench_plot([run.gallery_size for run in r.runs], lat, acc, path)
+    return render_bench_plot([run.gallery_size for run in r.runs], lat, acc, path,
+                             backend=backend_label(r.uri), detail=f"M = {r.M}, model {r.model}")
 
 
 def register(app: typer.Typer) -> None:

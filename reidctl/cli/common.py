@@ -33,6 +33,7 @@ from reidctl.cli.masking import (
     mask,
     remember_secret,
 )
+from reidctl.cli.progress_lines import LineProgress, progress_interval
 from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
 
@@ -186,10 +187,29 @@ def bar_columns(*extra: TextColumn) -> tuple:
             *extra, TimeElapsedColumn(), TextColumn("eta", markup=False), TimeRemainingColumn())
 
 
+def line_progress() -> LineProgress:
+    """Progress as plain lines on stderr (:mod:`reidctl.cli.progress_lines`), for a stderr
+    that is not a terminal; the interval comes from ``REIDCTL_PROGRESS_INTERVAL``.
+
+    Raises:
+        InputError: ``REIDCTL_PROGRESS_INTERVAL`` is not a number of seconds >= 0.
+    """
+    return LineProgress(lambda line: err.print(Text(line)), progress_interval())
+
+
 @contextlib.contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """A rich progress display on stderr; yields ``start(description, total) -> advance``."""
-    show = enabled and not VERBOSITY.quiet and err.is_terminal
+    """Progress on stderr; yields ``start(description, total) -> advance``.
+
+    A live bar on a terminal; otherwise (a log file, a pipe) a plain line every few seconds
+    with done/total, rate and ETA (:func:`line_progress`). Nothing when not ``enabled`` or
+    under ``--quiet``.
+    """
+    show = enabled and not VERBOSITY.quiet
+    if show and not err.is_terminal:
+        lines = line_progress()
+        yield lambda description, total: lines.stage(description, total).advance
+        return
     bar = Progress(*bar_columns(), console=err, transient=False, disable=not show)
 
     def start(description: str, total: int) -> Callable[[int], None]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from reidctl.cli import render
 from reidctl.cli.common import (
@@ -20,9 +21,11 @@ from reidctl.cli.common import (
     fail,
     load_extractor,
     open_store,
+    out,
     print_json,
     progress,
 )
+from reidctl.cli.eval_notes import eval_notes, model_recipe
 from reidctl.cli.search_cmd import K1Opt, K2Opt, KrOpt, LambdaOpt, QeOpt, query_options
 from reidctl.config import DEFAULT_URI
 
@@ -83,6 +86,9 @@ def evaluate(
             print_json(report.to_dict())
         else:
             render.eval_table(report)
+            recipe = model_recipe(extractor.checkpoint is not None, extractor.record.extra)
+            for line in eval_notes(report, recipe):
+                out.print(Text(line))
 
 
 def register(app: typer.Typer) -> None:

@@ -16,14 +16,17 @@ from rich.progress import (
 
 from reidctl.cli import render
 from reidctl.cli.common import (
+    VERBOSITY,
     JsonOpt,
     QuietOpt,
     bar_columns,
     check_output_file,
     err,
     errors_to_exit,
+    line_progress,
     print_json,
 )
+from reidctl.cli.progress_lines import LineProgress, LineTask
 
 _RECIPE = "Recipe"
 
@@ -55,10 +58,7 @@ class TrainProgress:
 
     def epoch(self, r: Any) -> None:
         """``on_epoch``: one line per finished epoch."""
-        part = f", part ce {r.part_ce:.4f}" if r.part_ce else ""
-        self.bar.console.print(
-            f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} (ce {r.ce:.4f}{part}, triplet "
-            f"{r.triplet:.4f}), train acc {r.acc:.1%}, {r.seconds:.0f} s")
+        self.bar.console.print(_epoch_line(r))
 
     def stage(self, name: str, total: int) -> Callable[[int], None]:
         """``on_stage``: a plain bar for the final feature pass."""
@@ -66,9 +66,41 @@ class TrainProgress:
         return lambda n: self.bar.advance(task, n)
 
 
+def _epoch_line(r: Any) -> str:
+    """The line that reports a finished epoch."""
+    part = f", part ce {r.part_ce:.4f}" if r.part_ce else ""
+    return (f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} (ce {r.ce:.4f}{part}, triplet "
+            f"{r.triplet:.4f}), train acc {r.acc:.1%}, {r.seconds:.0f} s")
+
+
+class TrainLines:
+    """:class:`TrainProgress`'s callbacks as plain lines, for a stderr that is not a terminal
+    (a log file): a line every few seconds with step, rate and ETA, and one per epoch."""
+
+    def __init__(self, lines: LineProgress) -> None:
+        self.lines = lines
+        self.task: LineTask | None = None
+
+    def step(self, s: Any) -> None:
+        if self.task is None:
+            self.task = self.lines.stage("train", s.total_steps, completed=s.global_step - 1)
+        self.task.update(s.global_step, f"epoch {s.epoch}/{s.epochs}, loss {s.loss:.3f} "
+                                        f"acc {s.acc:.1%}")
+
+    def epoch(self, r: Any) -> None:
+        self.lines.emit(_epoch_line(r))
+
+    def stage(self, name: str, total: int) -> Callable[[int], None]:
+        return self.lines.stage(name, total).advance
+
+
 @contextlib.contextmanager
-def train_progress(enabled: bool) -> Iterator[TrainProgress | None]:
-    """A rich display on stderr when enabled and stderr is a terminal; else None."""
+def train_progress(enabled: bool) -> Iterator[TrainProgress | TrainLines | None]:
+    """A rich display on stderr when enabled and stderr is a terminal, plain lines when it
+    is not (a log); None when disabled."""
+    if enabled and not VERBOSITY.quiet and not err.is_terminal:
+        yield TrainLines(line_progress())
+        return
     if not (enabled and err.is_terminal):
         yield None
         return

@@ -22,6 +22,7 @@ from reidctl.cli import (
     inspect_cmd,
     repair_cmd,
     search_cmd,
+    serve_cmd,
     train_cmd,
     viz_cmd,
 )
@@ -121,6 +122,7 @@ def main(
 # the order of --help's command list
 ingest_cmd.register(app)
 search_cmd.register(app)
+serve_cmd.register(app)
 delete_cmd.register(app)
 eval_cmd.register(app)
 fit_cmd.register(app)

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from reidctl.config import Connection, redact
 
-SECRET_KEYS = frozenset({"password", "token"})
+SECRET_KEYS = frozenset({"password", "token", "api_token"})
 SECRET_ENV = ("REIDCTL_TOKEN", "REIDCTL_PASSWORD")
 MASK = "***"
 _seen_secrets: set[str] = set()  # found in an earlier context: still masked after it closed

@@ -21,7 +21,7 @@ async function connect() {
   try {
     state.info = await api.getJson("api/info");
   } catch (e) {
-    if (e.status === 401) return askToken(api.getToken() ? "The token was refused." : "");
+    if (e.status === 401) return; // the token is asked for (see whenUnauthorized)
     $("gallery-info").textContent = `Cannot read the gallery: ${e.message}`;
     return;
   }
@@ -54,8 +54,9 @@ $("token-form").addEventListener("submit", (event) => {
 });
 
 api.whenUnauthorized(() => {
+  const sent = api.getToken();
   api.clearToken();
-  askToken("The server refused the token: enter it again.");
+  askToken(sent ? "The server refused the token: enter it again." : "");
 });
 
 // --- the query --------------------------------------------------------------------------
@@ -163,12 +164,12 @@ async function search({ focusResults = false } = {}) {
     }
   } catch (e) {
     if (seq !== state.seq) return;
-    $("main").removeAttribute("aria-busy");
+    answered(seq);
     if (e.status !== 401) say(`Search failed: ${e.message}`, true);
     return;
   }
   if (seq !== state.seq) return;
-  $("main").removeAttribute("aria-busy");
+  answered(seq);
   showQuery(step);
   showTrail();
   showResult(step, result, filters.size > 0);
@@ -176,6 +177,12 @@ async function search({ focusResults = false } = {}) {
 }
 
 // --- showing ----------------------------------------------------------------------------
+
+function answered(seq) {
+  const main = $("main");
+  main.removeAttribute("aria-busy");
+  main.dataset.answered = String(seq); // the latest search answered (a hook for automation)
+}
 
 function say(text, isError = false) {
   const status = $("status");
@@ -199,7 +206,7 @@ function showQuery(step) {
     person = "person unknown";
   }
   const details = [person, step.camera && `camera ${step.camera}`,
-    step.kind === "stored" && when(step.time)].filter(Boolean).join(" · ");
+    step.kind === "stored" && step.time && `${when(step.time)} UTC`].filter(Boolean).join(" · ");
   const caption = $("query-caption");
   caption.replaceChildren();
   const title = document.createElement("strong");
@@ -230,6 +237,7 @@ function showResult(step, result, filtered) {
   const noun = hits.length === 1 ? "result" : "results";
   say(`${hits.length} ${noun} for ${step.name} (${ms} ms).`);
   showVerdict(result, filtered);
+  $("legend").hidden = !(known && hits.some((h) => h.person));
   const warnings = $("warnings");
   warnings.replaceChildren(...result.warnings.map((w) => {
     const li = document.createElement("li");
@@ -238,6 +246,9 @@ function showResult(step, result, filtered) {
   }));
   warnings.hidden = result.warnings.length === 0;
 }
+
+/** A distance with 3 decimals; the API sends an infinite one as null. */
+const fixed = (x) => (x == null ? "∞" : x.toFixed(3));
 
 function showVerdict(result, filtered) {
   const box = $("verdict");
@@ -254,13 +265,13 @@ function showVerdict(result, filtered) {
     else line("The gallery holds no image.", "Ingest images first.");
   } else if (result.no_match === true) {
     box.classList.add("nomatch");
-    line("No match.", `The nearest image is at distance ${result.best_distance.toFixed(3)}, `
-      + `beyond the threshold ${result.threshold.toFixed(3)}: this person is most likely not `
+    line("No match.", `The nearest image is at distance ${fixed(result.best_distance)}, `
+      + `beyond the threshold ${fixed(result.threshold)}: this person is most likely not `
       + "in the gallery. The nearest images are shown below for review.");
   } else if (result.no_match === false) {
     box.classList.add("match");
-    line("Match.", `The best image is at distance ${result.best_distance.toFixed(3)}, within `
-      + `the threshold ${result.threshold.toFixed(3)}.`);
+    line("Match.", `The best image is at distance ${fixed(result.best_distance)}, within `
+      + `the threshold ${fixed(result.threshold)}.`);
   } else {
     box.hidden = true;
     return;

@@ -9,10 +9,10 @@ function el(tag, className, text) {
   return node;
 }
 
-/** A capture time (ISO 8601, UTC) as `2026-03-02 08:00:05 UTC`; "" when unknown. */
+/** A capture time (ISO 8601, UTC) as `2026-03-02 08:00:05` (UTC); "" when unknown. */
 export function when(iso) {
   if (!iso) return "";
-  return `${iso.replace("T", " ").replace(/(\.\d+)?Z$/, "")} UTC`;
+  return iso.replace("T", " ").replace(/(\.\d+)?Z$/, "");
 }
 
 /**
@@ -38,9 +38,9 @@ export function hitCard(hit, queryPerson, dimmed, onPick) {
   const distance = hit.distance == null ? "n/a" : hit.distance.toFixed(3);
   const person = hit.person ? `person ${hit.person}` : "person unknown";
   const camera = hit.camera ? `camera ${hit.camera}` : "camera unknown";
-  const time = when(hit.time) || "time unknown";
+  const time = hit.time ? when(hit.time) : "time unknown";
   button.setAttribute("aria-label", [`Rank ${hit.rank}`, `distance ${distance}`, person, camera,
-    time, verdict, "search from this image"].filter(Boolean).join(", "));
+    hit.time ? `${time} UTC` : time, verdict, "search from this image"].filter(Boolean).join(", "));
 
   const head = el("span", "head");
   head.append(el("span", "rank", `#${hit.rank}`), el("span", "distance", distance));

@@ -140,6 +140,9 @@ def train(
         min=0.0, help="Weight of the mean cross-entropy of one classifier block per horizontal "
                       "stripe (part supervision; 0: none). Used in training only: the checkpoint "
                       "has no part classifiers.", rich_help_panel=_RECIPE)] = 0.0,
+    local_triplet: Annotated[float, typer.Option(
+        min=0.0, help="Weight of a batch-hard triplet term on f_l itself (the stripes as the "
+                      "fine stage compares them; 0: none).", rich_help_panel=_RECIPE)] = 0.0,
     freeze: Annotated[str | None, typer.Option(
         help="Freeze the backbone up to this graph tensor and train only the rest, on its "
              "outputs cached once in <out>.cache/ (flip and erasing only, no pad-and-crop). "
@@ -180,7 +183,8 @@ def train(
         settings = TrainSettings(
             backbone=backbone.value, epochs=epochs, batch_p=batch_p, batch_k=batch_k, lr=lr,
             triplet_weight=triplet_weight, seed=seed, max_identities=max_identities,
-            weights=str(weights) if weights else None, part_weight=part_weight, freeze=freeze)
+            weights=str(weights) if weights else None, part_weight=part_weight, freeze=freeze,
+            local_triplet_weight=local_triplet)
         with train_progress(not quiet) as show:
             r = run_train(data, out_path, settings, device=device, workers=workers,
                           resume=resume, restart=restart,

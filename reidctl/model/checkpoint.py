@@ -47,7 +47,8 @@ class ModelRecord:
         classes: identity names, one per classifier output
             (``len(classes) == model.num_classes``; ``[]`` without classifier).
         stripes: stripes of ``f_l``.
-        stripe_pca: per-stripe whitening of ``f_l`` (``stripes`` PCAs ``K -> K``, or empty).
+        stripe_pca: per-stripe projection of ``f_l`` (``stripes`` projections ``K -> D``, a
+            whitening with ``D = K`` or a discriminant projection, or empty).
         fine_weight: weight of the local distance in the fine stage, in
             ``[0, MAX_FINE_WEIGHT]``.
         open_set: the calibrated "no match" threshold and how it was obtained
@@ -107,9 +108,10 @@ def save_checkpoint(path: str | Path, record: ModelRecord) -> str:
     # numpy scalars pass as float but would not load with weights_only; JSON makes them plain
     open_set = None if open_set is None else json.loads(json.dumps(open_set))
     if stripe_pca and (len(stripe_pca) != stripes or any(
-            p.in_dim != spec.channels or p.out_dim != spec.channels for p in stripe_pca)):
+            p.in_dim != spec.channels or p.out_dim != stripe_pca[0].out_dim
+            for p in stripe_pca)):
         k = spec.channels
-        raise ValueError(f"stripe_pca must be {stripes} projections {k}->{k}")
+        raise ValueError(f"stripe_pca must be {stripes} projections {k}->D, all to one D")
     check_pca(pca.to_dict(), "pca", model.global_in_dim)  # finite, non-negative variances
     for j, sp in enumerate(stripe_pca):
         check_pca(sp.to_dict(), f"stripe_pca[{j}]", spec.channels)

@@ -271,7 +271,10 @@ def _check_fields(data: Mapping[str, Any]) -> CheckedFields:
     stripe_dicts = _field(data, "stripe_pca", [])  # absent in files older than whitening
     if not isinstance(stripe_dicts, (list, tuple)) or len(stripe_dicts) not in (0, stripes):
         raise ValueError(f"stripe_pca must be a list of 0 or {stripes} projections")
-    stripe_pca = tuple(check_pca(p, f"stripe_pca[{i}]", k, k) for i, p in enumerate(stripe_dicts))
+    stripe_pca = tuple(check_pca(p, f"stripe_pca[{i}]", k) for i, p in enumerate(stripe_dicts))
+    if len({p.out_dim for p in stripe_pca}) > 1:
+        raise ValueError("stripe_pca projections must all have one output dimension, got "
+                         f"{sorted({p.out_dim for p in stripe_pca})}")
     fine_weight = check_fine_weight(_field(data, "fine_weight", DEFAULT_FINE_WEIGHT))
     open_set = check_open_set(_field(data, "open_set", None))  # absent before calibration
     extra = _field(data, "extra")

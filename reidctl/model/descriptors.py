@@ -72,8 +72,9 @@ def describe(
 
     ``f_g``: GAP over ``H x W`` -> ``K``-D, PCA -> 128-D, L2-normalise.
     ``f_l``: split ``H`` into ``stripes`` horizontal stripes, GAP each ->
-    ``K``-D, whiten each stripe when ``stripe_pca`` is given (one ``K -> K``
-    PCA per stripe, fitted on training data), L2-normalise each stripe, concatenate, scale by
+    ``K``-D, project each stripe when ``stripe_pca`` is given (one ``K -> D`` projection
+    per stripe, fitted on training data: a whitening or a discriminant projection),
+    L2-normalise each stripe, concatenate, scale by
     ``1/sqrt(stripes)`` so the whole vector has unit norm.
 
     Why normalise: Euclidean distance between unit vectors is monotone in
@@ -87,13 +88,14 @@ def describe(
         feature_map: ``(B, K, H, W)`` with ``H`` divisible by ``stripes``.
         pca: projection ``K -> 128`` (fitted, identity or random-orthogonal).
         stripes: number of horizontal stripes (4 in the paper).
-        stripe_pca: ``stripes`` projections ``K -> K``, or empty for none.
+        stripe_pca: ``stripes`` projections ``K -> D`` (a whitening, ``D = K``, or a
+            discriminant projection fitted on identities, ``D <= K``), or empty for none.
         global_input: ``(B, D_in)`` what to project to f_g instead of the GAP (a
             network's own pooling head, :meth:`ConvNet.global_input`); ``pca`` maps
             ``D_in -> 128`` then.
 
     Returns:
-        ``Descriptors(global_ (B, D), local (B, stripes * K))`` tensors on the
+        ``Descriptors(global_ (B, 128), local (B, stripes * D))`` tensors on the
         input's device. An all-zero map gives zero vectors, not NaN.
 
     Raises:
@@ -111,7 +113,7 @@ def describe(
             [p.transform(parts[:, :, i]) for i, p in enumerate(stripe_pca)], dim=2
         )  # (B, K, stripes)
     parts = F.normalize(parts, dim=1)  # each stripe unit norm over K
-    local = parts.transpose(1, 2).reshape(b, stripes * k)  # (B, stripes * K), stripe-major
+    local = parts.transpose(1, 2).reshape(b, -1)  # (B, stripes * D), stripe-major
     return Descriptors(global_, local / math.sqrt(stripes))
 
 

@@ -35,7 +35,8 @@ class FeatureExtractor:
         checkpoint: the checkpoint file it was loaded from, None for a backbone.
 
     Attributes:
-        name, input_size (H, W), global_dim (128), local_dim (stripes * K),
+        name, input_size (H, W), global_dim (128), local_dim (stripes * D: D the stripe
+            projection's output, K without one),
         stripes, fingerprint, pca_kind, device, checkpoint.
     """
 
@@ -57,7 +58,8 @@ class FeatureExtractor:
         self.input_size: tuple[int, int] = spec.input_size
         self.stripes = record.stripes
         self.global_dim = pca.out_dim
-        self.local_dim = record.stripes * spec.channels
+        self.local_dim = record.stripes * (record.stripe_pca[0].out_dim if record.stripe_pca
+                                           else spec.channels)
         self.pca_kind = pca.kind
         self.stripe_pca = tuple(p.to(self.device) for p in record.stripe_pca)
         self.fine_weight = float(record.fine_weight)
@@ -180,7 +182,7 @@ class FeatureExtractor:
                 equal to :attr:`input_size`; any device.
 
         Returns:
-            ``Descriptors(global_ (B, 128), local (B, stripes * K))`` float32
+            ``Descriptors(global_ (B, 128), local (B, stripes * D))`` float32
             numpy arrays, unit-norm rows.
 
         Raises:

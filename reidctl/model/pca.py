@@ -16,7 +16,7 @@ import torch
 
 from reidctl.errors import ModelError
 
-KINDS = ("pca", "identity", "random-orthogonal")
+KINDS = ("pca", "identity", "random-orthogonal", "lda")
 WHITEN_EPS = 1e-6  # keeps whitening finite for (near) zero-variance directions
 FALLBACK_SEED = 0
 
@@ -27,11 +27,15 @@ class PCA:
 
     Attributes:
         mean: ``(K,)`` float32, subtracted before projecting.
-        components: ``(K, D)`` float32, orthonormal columns.
-        explained_variance: ``(D,)`` float32 variance along each component
-            (fitted PCA only, else ``None``).
+        components: ``(K, D)`` float32, orthonormal columns (kind ``"lda"``: the
+            discriminant directions, not orthonormal).
+        explained_variance: ``(D,)`` float32 variance along each component (fitted PCA;
+            kind ``"lda"``: the between-class to within-class variance ratio of each
+            direction), else ``None``.
         whiten: divide each output by ``sqrt(explained_variance + shrinkage * mean + eps)``.
-        kind: ``"pca"``, ``"identity"`` or ``"random-orthogonal"``.
+        kind: ``"pca"``, ``"identity"``, ``"random-orthogonal"`` or ``"lda"``.
+        shrinkage: of the whitening (``"pca"``), or of the within-class covariance
+            (``"lda"``, see :meth:`fit_lda`).
     """
 
     mean: torch.Tensor
@@ -112,6 +116,67 @@ class PCA:
         return cls(mean.float(), components.float(), variance.float(), whiten, "pca", shrinkage)
 
     @classmethod
+    def fit_lda(
+        cls, features: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+        dim: int, shrinkage: float = 0.1,
+    ) -> PCA:
+        """Fit a linear discriminant projection (Fisher LDA) on labelled features (float64).
+
+        Whitens the within-class covariance ``S_w`` (shrunk towards its mean variance:
+        ``S_w + shrinkage * tr(S_w) / K * I``, so directions that barely vary within the
+        training identities are not blown up), then keeps the ``dim`` directions of largest
+        between-class variance in that space: distances after the projection weigh a
+        direction by how well it told the training identities apart, not by how much it
+        varies. Each direction's sign is fixed as in :meth:`fit`.
+
+        Args:
+            features: ``(N, K)`` training features.
+            labels: ``(N,)`` identity of each row.
+            dim: ``D``, ``1 <= D <= min(K, identities - 1)``.
+            shrinkage: of the within-class covariance, ``>= 0``.
+
+        Returns:
+            A projection of kind ``"lda"``: mean ``(K,)``, components ``(K, D)``, the
+            between/within variance ratio of each direction ``(D,)``, no whitening.
+
+        Raises:
+            ValueError: wrong shapes, too few identities, non-finite input.
+        """
+        x = torch.as_tensor(features).detach().to("cpu", torch.float64)
+        y = torch.as_tensor(labels).detach().to("cpu").long()
+        if x.dim() != 2 or y.shape != (x.shape[0],):
+            raise ValueError(f"PCA.fit_lda expects (N, K) features and (N,) labels, got "
+                             f"{list(x.shape)} and {list(y.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("PCA.fit_lda: features contain NaN or inf")
+        if shrinkage < 0:
+            raise ValueError(f"PCA.fit_lda: shrinkage must be >= 0, got {shrinkage}")
+        classes, y = torch.unique(y, return_inverse=True)  # y: (N,) in [0, C)
+        n, k = x.shape
+        if not 1 <= dim <= min(k, len(classes) - 1):
+            raise ValueError(f"PCA.fit_lda: dim={dim} must be in [1, min(K={k}, "
+                             f"identities - 1 = {len(classes) - 1})]")
+        mean = x.mean(dim=0)  # (K,)
+        xc = x - mean  # (N, K)
+        counts = torch.bincount(y).double()  # (C,)
+        means = torch.zeros(len(classes), k, dtype=torch.float64).index_add_(0, y, xc)
+        means = means / counts[:, None]  # (C, K) class means, centred
+        within = xc - means[y]  # (N, K)
+        s_w = within.T @ within / n  # (K, K)
+        s_w = s_w + shrinkage * torch.trace(s_w) / k * torch.eye(k, dtype=torch.float64)
+        s_b = (means.T * counts) @ means / n  # (K, K)
+        w_val, w_vec = torch.linalg.eigh(s_w)  # ascending, all > 0 after shrinkage
+        white = w_vec / w_val.clamp_min(1e-12).sqrt()  # (K, K): S_w^-1/2 (up to rotation)
+        b_val, b_vec = torch.linalg.eigh(white.T @ s_b @ white)  # ascending
+        order = torch.argsort(b_val, descending=True)[:dim]
+        components = white @ b_vec[:, order]  # (K, D)
+        rows = components.abs().argmax(dim=0)  # (D,)
+        components = components * torch.sign(components[rows, torch.arange(dim)])
+        ratio = b_val[order].clamp_min(0.0)  # (D,)
+        return cls(mean.float(), components.float(), ratio.float(), False, "lda",
+                   float(shrinkage))
+
+    @classmethod
     def fallback(cls, in_dim: int, dim: int = 128) -> PCA:
         """The projection used when no PCA has been fitted.
 
@@ -177,6 +242,8 @@ class PCA:
             return f"pca {dims} (fitted{shrink})"
         if self.kind == "identity":
             return f"identity {dims} (no PCA fitted)"
+        if self.kind == "lda":
+            return f"lda {dims} (fitted on identities, shrinkage {self.shrinkage:g})"
         return f"random-orthogonal {dims} (seed {FALLBACK_SEED}, no PCA fitted)"
 
     def arrays(self) -> list[torch.Tensor]:

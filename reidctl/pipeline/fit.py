@@ -1,4 +1,5 @@
-"""Fitting the descriptor projections (PCA of f_g, whitening of f_l stripes) on training images."""
+"""Fitting the descriptor projections on training images: the PCA of f_g, and per f_l
+stripe a discriminant projection (when the images' names give identities) or a whitening."""
 
 from __future__ import annotations
 
@@ -11,14 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from reidctl.data.batches import decoded_batches
+from reidctl.data.names import parse_name
 from reidctl.errors import InputError
 from reidctl.model import GLOBAL_DIM, PCA, FeatureExtractor, save_checkpoint
 from reidctl.model.checkpoint_check import check_fine_weight
 from reidctl.pipeline.common import DEFAULT_BATCH, ProgressFn
 from reidctl.pipeline.results import FitReport
 from reidctl.timing import Stopwatch
+from reidctl.types import UNKNOWN
 
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
+# The stripes' discriminant projection (PCA.fit_lda), its within-class shrinkage and the fine
+# weight that goes with it: chosen on held-out CUHK03 train identities (docs/benchmarks.md).
+LDA_DIM = 64
+LDA_SHRINKAGE = 0.1
+LDA_FINE_WEIGHT = 2.0
 
 
 def pool_images(
@@ -57,10 +65,12 @@ def fit_projections(
     shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = DEFAULT_BATCH,
     on_progress: ProgressFn | None = None,
 ) -> tuple[PCA, list[PCA], Counter[str]]:
-    """Fits the f_g PCA and one K -> K whitening per stripe.
+    """Fits the f_g PCA and one projection per stripe.
 
     f_g: K -> dim whitened with shrinkage from the GAP, or D_head -> dim without whitening
-    from the backbone's head output when it has one.
+    from the backbone's head output when it has one. Each stripe: a discriminant projection
+    K -> ``LDA_DIM`` fitted on the identities the file names give (:func:`identities`), or,
+    when they give none, a K -> K whitening with ``shrinkage``.
 
     Returns:
         (global PCA, per-stripe PCAs, skipped files by reason).
@@ -69,7 +79,7 @@ def fit_projections(
         InputError: fewer usable images than dimensions to fit.
     """
     skipped: Counter[str] = Counter()
-    g_all, s_all, _ = pool_images(extractor, files, batch_size, on_progress,
+    g_all, s_all, used = pool_images(extractor, files, batch_size, on_progress,
                                   on_skip=lambda _p, reason: skipped.update([reason]))
     n, k = len(g_all), extractor.spec.channels
     need = max(dim, k, extractor.model.global_in_dim)
@@ -79,9 +89,37 @@ def fit_projections(
     # (held-out CUHK03 train ids, docs/benchmarks.md), so it is only projected
     whiten = not extractor.model.has_head
     pca = PCA.fit(g_all, dim=dim, whiten=whiten, shrinkage=shrinkage if whiten else 0.0)
-    stripe_pca = [PCA.fit(s_all[:, i], dim=k, whiten=True, shrinkage=shrinkage)
-                  for i in range(s_all.shape[1])]
+    labels = identities(used, min(LDA_DIM, k))
+    if labels is not None:
+        stripe_pca = [PCA.fit_lda(s_all[:, i], labels, min(LDA_DIM, k), LDA_SHRINKAGE)
+                      for i in range(s_all.shape[1])]
+    else:
+        stripe_pca = [PCA.fit(s_all[:, i], dim=k, whiten=True, shrinkage=shrinkage)
+                      for i in range(s_all.shape[1])]
     return pca, stripe_pca, skipped
+
+
+def identities(files: Sequence[Path | str], dim: int) -> np.ndarray | None:
+    """Identity labels of training images, from their names (``parse_name``), when every
+    image has one and there are more than ``dim`` identities, some with two images or more
+    (what a ``dim``-D discriminant projection needs); else None.
+
+    Returns:
+        ``(N,)`` integer labels, or None.
+    """
+    persons = [parse_name(f).person_id for f in files]
+    if any(p in (UNKNOWN, "-1") for p in persons):  # unknown, or Market-1501's junk
+        return None
+    _, labels, counts = np.unique(persons, return_inverse=True, return_counts=True)
+    if len(counts) <= dim or counts.max() < 2:
+        return None
+    return labels
+
+
+def fine_weight_for(stripe_pca: Sequence[PCA], current: float) -> float:
+    """The fine weight that goes with a fitted stripe projection: ``LDA_FINE_WEIGHT`` after
+    a discriminant projection, else ``current`` (the model's)."""
+    return LDA_FINE_WEIGHT if stripe_pca and stripe_pca[0].kind == "lda" else current
 
 
 def fit_model(
@@ -110,7 +148,8 @@ def fit_model(
     if model.num_classes:
         model.drop_classifier()  # descriptors never use it; a fitted model is for retrieval
     used = len(files) - sum(skipped.values())
-    weight = extractor.fine_weight if fine_weight is None else fine_weight
+    weight = (fine_weight_for(stripe_pca, extractor.fine_weight) if fine_weight is None
+              else fine_weight)
     extra = {
         "fitted_on": sorted({str(Path(f).parent) for f in files})[:20],
         "fit_images": used,

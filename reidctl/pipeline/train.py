@@ -50,7 +50,7 @@ from reidctl.model import (
     build_googlenet,
     save_checkpoint,
 )
-from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fit_projections
+from reidctl.pipeline.fit import DEFAULT_SHRINKAGE, fine_weight_for, fit_projections
 from reidctl.pipeline.results import TrainReport
 from reidctl.pipeline.stages import StageFn
 from reidctl.pipeline.train_cache import (
@@ -106,6 +106,9 @@ class TrainSettings:
         weights: initial backbone weights file (ONNX for OSNet, state_dict for GoogLeNet).
         part_weight: weight of the mean cross-entropy of the per-stripe classifier blocks
             (0: none; they are dropped before the checkpoint is written).
+        local_triplet_weight: weight of a batch-hard triplet term on f_l itself (the
+            stripes as the fine stage compares them; 0: none), so that the local descriptor
+            is trained as a metric and not only through the per-stripe classifiers.
         freeze: graph tensor to freeze the backbone up to (e.g. ``"941"``, the start of
             conv4 of omz_0286); the prefix's outputs are cached and augmented on the map
             (flip and erasing only, no pad-and-crop). ``None``: train the whole backbone.
@@ -130,6 +133,7 @@ class TrainSettings:
     weights: str | None = None
     part_weight: float = 0.0
     freeze: str | None = None
+    local_triplet_weight: float = 0.0
 
 
 class TrainStep(NamedTuple):
@@ -206,16 +210,20 @@ def _validate(settings: TrainSettings) -> None:
                          f"got {settings.classifier_init!r}")
     if settings.part_weight < 0:
         raise InputError(f"part_weight must be >= 0, got {settings.part_weight}")
+    if settings.local_triplet_weight < 0:
+        raise InputError(f"local_triplet_weight must be >= 0, got "
+                         f"{settings.local_triplet_weight}")
 
 
 def _fit_and_save(
     out: Path, model: ConvNet, spec: BackboneSpec, source: str, dev: torch.device,
     files: LabeledFiles, extra: dict[str, Any], on_stage: StageFn | None,
 ) -> tuple[str, PCA, PCA]:
-    """Fits the f_g PCA and stripe whitening on the trained features; writes the checkpoint.
+    """Fits the f_g PCA and the stripe projections on the trained features; writes the
+    checkpoint (with the fine weight that goes with the stripe projection).
 
     Returns:
-        (fingerprint, the f_g PCA, the first stripe's whitening).
+        (fingerprint, the f_g PCA, the first stripe's projection).
     """
     model.to(memory_format=torch.contiguous_format).eval()
     extractor = _extractor(model, spec, source, dev)
@@ -226,6 +234,8 @@ def _fit_and_save(
                      "fit_skipped": dict(skipped),
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     fp = save_checkpoint(out, replace(extractor.record, pca=pca, stripe_pca=tuple(stripe_pca),
+                                      fine_weight=fine_weight_for(stripe_pca,
+                                                                  extractor.fine_weight),
                                       classes=files.classes, extra=extra))
     return fp, pca, stripe_pca[0]
 
@@ -279,8 +289,9 @@ def train(
     if len(files.files) <= max(GLOBAL_DIM, spec.channels):
         raise InputError(f"fitting the projections needs more than {max(GLOBAL_DIM, spec.channels)}"
                          f" training images, {data} gives {len(files.files)}")
-    recipe = {k: v for k, v in asdict(settings).items()  # new options only when used
-              if k not in ("part_weight", "freeze") or v != getattr(TrainSettings, k)}
+    newer = ("part_weight", "freeze", "local_triplet_weight")  # recorded only when used
+    recipe = {k: v for k, v in asdict(settings).items()
+              if k not in newer or v != getattr(TrainSettings, k)}
     record = recipe | {"files_sha256": files.sha256, "images": len(files.files),
                        "identities": len(files.classes)}
     plan = [pk_batches(files.labels, settings.batch_p, settings.batch_k, settings.seed, e)
@@ -334,7 +345,8 @@ def train(
         stats = run_epoch(net, batches, opt, sched, scaler, dev,
                           label_smoothing=settings.label_smoothing,
                           triplet_weight=settings.triplet_weight, margin=settings.triplet_margin,
-                          part_weight=settings.part_weight, prepare=prepare,
+                          part_weight=settings.part_weight,
+                          local_triplet_weight=settings.local_triplet_weight, prepare=prepare,
                           on_batch=report_step)
         done_steps += len(plan[epoch])
         seconds = epoch_clock.elapsed()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reidctl.model import ConvNet, normalize
+from reidctl.model import STRIPES, ConvNet, normalize, pool
 
 
 def make_optimizer(model: ConvNet, lr: float, classifier_mult: float,
@@ -58,20 +58,38 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor,
     return F.relu(pos[valid] - neg[valid] + margin).sum() / len(labels)
 
 
+def local_metric_input(feature_map: torch.Tensor) -> torch.Tensor:
+    """f_l as the fine stage compares it, before any fitted whitening: the GAP of each of
+    the ``STRIPES`` horizontal stripes, each L2-normalised, concatenated and scaled to unit norm.
+
+    Args:
+        feature_map: ``(B, K, H, W)`` with ``H`` divisible by ``STRIPES``.
+
+    Returns:
+        ``(B, STRIPES * K)``.
+    """
+    _, parts = pool(feature_map, STRIPES)  # (B, K, S)
+    parts = F.normalize(parts, dim=1)  # each stripe unit norm
+    return parts.transpose(1, 2).flatten(1) / STRIPES ** 0.5  # (B, S * K)
+
+
 def run_epoch(
     model: ConvNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, device: torch.device,
     *, label_smoothing: float, triplet_weight: float, margin: float, part_weight: float = 0.0,
+    local_triplet_weight: float = 0.0,
     prepare: Callable[[torch.Tensor, torch.device], torch.Tensor] = prepare_images,
     on_batch: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, float]:
     """Trains on every batch once; the scheduler steps per batch.
 
-    Loss: ``ce + ce_e + part_weight * mean over stripes of ce_s + triplet_weight * triplet``
-    (the part term only when the model has part classifiers and ``part_weight > 0``; ``ce_e``,
-    the embedding classifier's, only when the backbone has a head, whose output the triplet
-    term then uses instead of the GAP).
+    Loss: ``ce + ce_e + part_weight * mean over stripes of ce_s + triplet_weight * triplet
+    + local_triplet_weight * triplet_l`` (the part term only when the model has part
+    classifiers and ``part_weight > 0``; ``ce_e``, the embedding classifier's, only when the
+    backbone has a head, whose output the triplet term then uses instead of the GAP;
+    ``triplet_l`` is the batch-hard triplet on f_l as the fine stage ranks it, the stripes'
+    GAP each L2-normalised and concatenated, see :func:`local_metric_input`).
 
     Args:
         batches: model inputs (as ``prepare`` takes them) and ``(B,)`` labels.
@@ -81,12 +99,14 @@ def run_epoch(
 
     Returns:
         Means over the epoch: ``loss`` (total), ``ce``, ``part_ce`` (0 without the part
-        term), ``embed_ce`` (0 without a head), ``triplet``, ``acc`` (top-1 of the global
+        term), ``embed_ce`` (0 without a head), ``triplet``, ``local_triplet`` (0 without
+        it), ``acc`` (top-1 of the global
         classifier block on the augmented training batches).
     """
     model.train()
     amp = device.type == "cuda"
-    sums = {"loss": 0.0, "ce": 0.0, "part_ce": 0.0, "embed_ce": 0.0, "triplet": 0.0, "acc": 0.0}
+    sums = {"loss": 0.0, "ce": 0.0, "part_ce": 0.0, "embed_ce": 0.0, "triplet": 0.0,
+            "local_triplet": 0.0, "acc": 0.0}
     n = 0
     for step, (inputs, labels) in enumerate(batches, start=1):
         x = prepare(inputs, device)
@@ -105,6 +125,10 @@ def run_epoch(
                                        label_smoothing=label_smoothing)
             loss = loss + embed_ce
             sums["embed_ce"] += embed_ce.item() * len(y)
+        if local_triplet_weight > 0:
+            tri_l = batch_hard_triplet(local_metric_input(out.feature_map.float()), y, margin)
+            loss = loss + local_triplet_weight * tri_l
+            sums["local_triplet"] += tri_l.item() * len(y)
         if part_weight > 0 and out.part_logits is not None:
             part_logits = out.part_logits.float()  # (B, S, C)
             part_ce = F.cross_entropy(part_logits.flatten(0, 1), y.repeat_interleave(

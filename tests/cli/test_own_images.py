@@ -304,3 +304,30 @@ def test_result_table_keeps_paths_on_one_line_at_a_narrow_terminal(
     deep_cell = next((c for c in cells if c.endswith(name)), r.stdout)  # the name whole
     assert deep_cell.startswith("…") and len(deep_cell) < len(str(deep / name))
     assert str(deep.relative_to(tmp_path) / name).endswith(deep_cell[1:])
+
+
+def test_plain_folder_and_manifest_end_to_end_delete_by_source(
+        tmp_path: Path, cuhk03_root: Path) -> None:
+    """A folder of plain names plus a manifest: ingest, a filtered search written as CSV, then
+    delete by source removes exactly that source's images."""
+    crops = _copies(tmp_path / "crops", OWN, cuhk03_root)
+    manifest = tmp_path / "crops.csv"
+    manifest.write_text("path,camera,person,time,source\n"
+                        "crops/cam1_a.jpg,1,alice,2026-11-26T08:00,lobby\n"
+                        "crops/cam2_a.jpg,2,alice,2026-11-26T09:00,lobby\n", encoding="utf-8")
+    db = str(tmp_path / "e2e.db")
+    r = _ok("ingest", "--manifest", str(manifest), str(crops[2]), str(crops[3]),
+            "--source", "shop", "--uri", db, "--json", "-q")
+    assert json.loads(r.stdout)["ingested"] == 4
+    out = tmp_path / "hits.csv"
+    _ok("search", str(crops[0]), "--camera", "2", "--after", "2026-11-26T08:30",
+        "--csv", str(out), "--uri", db)
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(Path(r["path"]).name, r["camera"], r["person"], r["source"]) for r in rows] == [
+        ("cam2_a.jpg", "2", "alice", "lobby")]
+    r = _ok("delete", "--source", "lobby", "--yes", "--uri", db, "--json")
+    assert json.loads(r.stdout)["deleted"] == 2
+    left = _ok("search", str(crops[0]), "-k", "10", "--uri", db, "--json")
+    hits = json.loads(left.stdout)["results"][0]["hits"]
+    assert sorted(Path(h["path"]).name for h in hits) == ["cam1_b.jpg", "cam2_b.jpg"]
+    assert {h["source"] for h in hits} == {"shop"}

@@ -84,8 +84,8 @@ def model_recipe(is_checkpoint: bool, extra: dict[str, Any]) -> str:
     if "training" in extra:
         return "train"
     if "base_model" in extra and extra.get("pca_dim", 128) == 128 and \
-            extra.get("shrinkage", 2.0) == 2.0:
-        return "fit-pca"
+            extra.get("shrinkage", 2.0) == 2.0 and extra.get("projection", "pca") == "pca":
+        return "fit-pca"  # the documented recipe (a fit on identities is matched by fingerprint)
     return "other"
 
 

@@ -24,9 +24,9 @@ from reidctl.types import UNKNOWN
 DEFAULT_SHRINKAGE = 2.0  # chosen on held-out CUHK03 train identities (docs/benchmarks.md)
 # The stripes' discriminant projection (PCA.fit_lda), its within-class shrinkage and the fine
 # weight that goes with it: chosen on held-out CUHK03 train identities (docs/benchmarks.md).
-LDA_DIM = 64
+LDA_DIM = 32
 LDA_SHRINKAGE = 0.1
-LDA_FINE_WEIGHT = 2.0
+LDA_FINE_WEIGHT = 1.0
 
 
 def pool_images(
@@ -67,10 +67,12 @@ def fit_projections(
 ) -> tuple[PCA, list[PCA], Counter[str]]:
     """Fits the f_g PCA and one projection per stripe.
 
-    f_g: K -> dim whitened with shrinkage from the GAP, or D_head -> dim without whitening
-    from the backbone's head output when it has one. Each stripe: a discriminant projection
-    K -> ``LDA_DIM`` fitted on the identities the file names give (:func:`identities`), or,
-    when they give none, a K -> K whitening with ``shrinkage``.
+    When the file names give identities (:func:`identities`), both are discriminant
+    projections (``PCA.fit_lda``) fitted on them: f_g from the GAP or the backbone's
+    head output to ``dim`` (with more than ``dim`` identities), each stripe K -> ``LDA_DIM``.
+    Otherwise f_g is K -> dim whitened with shrinkage from the GAP, or D_head -> dim without
+    whitening from the backbone's head output, and each stripe a K -> K whitening with
+    ``shrinkage``.
 
     Returns:
         (global PCA, per-stripe PCAs, skipped files by reason).
@@ -85,11 +87,14 @@ def fit_projections(
     need = max(dim, k, extractor.model.global_in_dim)
     if n <= need:
         raise InputError(f"need more than {need} usable training images to fit, got {n}")
-    # a network's own head already gives a trained embedding: whitening it lowers mAP
-    # (held-out CUHK03 train ids, docs/benchmarks.md), so it is only projected
-    whiten = not extractor.model.has_head
-    pca = PCA.fit(g_all, dim=dim, whiten=whiten, shrinkage=shrinkage if whiten else 0.0)
     labels = identities(used, min(LDA_DIM, k))
+    if labels is not None and len(np.unique(labels)) > dim:
+        pca = PCA.fit_lda(g_all, labels, dim, LDA_SHRINKAGE)
+    else:
+        # a network's own head already gives a trained embedding: whitening it lowers mAP
+        # (held-out CUHK03 train ids, docs/benchmarks.md), so it is only projected
+        whiten = not extractor.model.has_head
+        pca = PCA.fit(g_all, dim=dim, whiten=whiten, shrinkage=shrinkage if whiten else 0.0)
     if labels is not None:
         stripe_pca = [PCA.fit_lda(s_all[:, i], labels, min(LDA_DIM, k), LDA_SHRINKAGE)
                       for i in range(s_all.shape[1])]
@@ -156,6 +161,7 @@ def fit_model(
         "fit_skipped": dict(skipped),
         "pca_dim": dim,
         "shrinkage": shrinkage,
+        "projection": stripe_pca[0].kind,  # "lda": fitted on the images' identities
         "base_model": extractor.source,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

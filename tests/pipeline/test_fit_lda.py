@@ -65,11 +65,13 @@ def _per_identity(cuhk03_root: Path, persons: int, each: int) -> list[Path]:
 
 
 def test_fit_pca_projects_stripes_by_identity(cuhk03_root: Path, tmp_path: Path) -> None:
-    files = _per_identity(cuhk03_root, LDA_DIM + 6, 3)
+    files = _per_identity(cuhk03_root, LDA_DIM + 6, 4)
     out = tmp_path / "lda.pt"
     report = fit_model(load_model("osnet_x0_25"), files, out)
     loaded = load_checkpoint(out)
     assert [p.kind for p in loaded.stripe_pca] == ["lda"] * 4
+    assert loaded.pca.kind == "pca"  # f_g: 38 identities are too few for a 128-D projection
+    assert loaded.extra["projection"] == "lda"
     assert {p.out_dim for p in loaded.stripe_pca} == {LDA_DIM}
     assert loaded.fine_weight == LDA_FINE_WEIGHT == report.fine_weight
     assert report.stripe_whitening.startswith(f"lda 128->{LDA_DIM}")
@@ -89,6 +91,18 @@ def test_fit_pca_projects_stripes_by_identity(cuhk03_root: Path, tmp_path: Path)
     loaded = load_checkpoint(tmp_path / "w.pt")
     assert all(p.kind == "pca" and p.whiten and p.out_dim == 128 for p in loaded.stripe_pca)
     assert loaded.fine_weight == 0.5
+
+
+def test_more_identities_than_dimensions_give_f_g_a_discriminant_projection(
+        cuhk03_root: Path, tmp_path: Path) -> None:
+    files = _per_identity(cuhk03_root, 130, 2)
+    fit_model(load_model("osnet_x0_25"), files, tmp_path / "g.pt")
+    loaded = load_checkpoint(tmp_path / "g.pt")
+    assert loaded.pca.kind == "lda" and loaded.pca.out_dim == 128 and not loaded.pca.whiten
+    ex = load_model(tmp_path / "g.pt")
+    x = torch.rand(2, 3, 256, 128, generator=torch.Generator().manual_seed(1))
+    f_g, _ = ex.extract(x)
+    assert f_g.shape == (2, 128) and np.allclose(np.linalg.norm(f_g, axis=1), 1.0, atol=1e-5)
 
 
 def test_too_few_identities_for_the_projection(cuhk03_root: Path) -> None:

@@ -272,18 +272,12 @@ class Gallery:
     ) -> SearchResult:
         """One query's C2F ranking, as :func:`reidctl.pipeline.search.search` ranks each
         of its queries (the top-k's metadata read for them alone)."""
-        from reidctl.pipeline.search import QueryResult, c2f_options, to_hits, with_metadata
-        from reidctl.timing import Stopwatch
+        from reidctl.pipeline.search import rank_query
 
         threshold = self.model.threshold if threshold is None else threshold
-        ranked, timings, best = c2f_options(
-            self.store, q_g, q_l, max(m, k), self.device, options,
-            fine_weight=self.model.fine_weight, where=filters, with_meta=False)
-        with Stopwatch() as sw:
-            shown = with_metadata(self.store, ranked[:k]) if ranked else []
-        timings.fetch += sw.ms + fetch_ms
-        r = QueryResult(query, to_hits(shown, k), timings, threshold, options.name, best,
-                        [int(c.meta.get("captured_at", -1)) for c in shown])
+        r = rank_query(self.store, query, q_g, q_l, k, max(m, k), self.device, options,
+                       fine_weight=self.model.fine_weight, where=filters, threshold=threshold)
+        r.timings.fetch += fetch_ms
         return result_from(r, share)
 
     # -- reading ----------------------------------------------------------------

@@ -269,16 +269,27 @@ def search(
     q_g, q_l = extract_files(extractor, list(queries))
     m = max(m, top_k)
     options = options or QueryOptions()
-    results = []
-    for path, g, loc in zip(queries, q_g, q_l, strict=True):
-        # the M candidates travel as ids; metadata is read for the top-k shown only
-        ranked, timings, best = c2f_options(store, g, loc, m, device, options,
-                                            fine_weight=extractor.fine_weight, where=where,
-                                            with_meta=False)
-        with Stopwatch() as sw:
-            shown = with_metadata(store, ranked[:top_k]) if ranked else []
-        timings.fetch += sw.ms  # reads from Milvus, like f_l
-        results.append(QueryResult(str(path), to_hits(shown, top_k), timings, threshold,
-                                   options.name, best,
-                                   [int(c.meta.get("captured_at", -1)) for c in shown]))
-    return results
+    return [rank_query(store, str(path), g, loc, top_k, m, device, options,
+                       fine_weight=extractor.fine_weight, where=where, threshold=threshold)
+            for path, g, loc in zip(queries, q_g, q_l, strict=True)]
+
+
+def rank_query(
+    store: MilvusStore, query: str, q_g: np.ndarray, q_l: np.ndarray, top_k: int, m: int,
+    device: torch.device, options: QueryOptions, *, fine_weight: float,
+    where: Selection | None, threshold: float | None,
+) -> QueryResult:
+    """One query's C2F ranking from its descriptors (:func:`c2f_options`); the M candidates
+    travel as ids and metadata is read for the top-k shown only (counted as fetch time).
+
+    Args:
+        q_g, q_l: ``(Dg,)`` and ``(Dl,)`` the query's descriptors.
+        m: coarse candidates, at least ``top_k``.
+    """
+    ranked, timings, best = c2f_options(store, q_g, q_l, m, device, options,
+                                        fine_weight=fine_weight, where=where, with_meta=False)
+    with Stopwatch() as sw:
+        shown = with_metadata(store, ranked[:top_k]) if ranked else []
+    timings.fetch += sw.ms  # reads from Milvus, like f_l
+    return QueryResult(query, to_hits(shown, top_k), timings, threshold, options.name, best,
+                       [int(c.meta.get("captured_at", -1)) for c in shown])

@@ -229,7 +229,7 @@ def _fit_and_save(
     extractor = _extractor(model, spec, source, dev)
     advance = on_stage("fit projections", len(files.files)) if on_stage else None
     pca, stripe_pca, skipped = fit_projections(extractor, files.files, dim=GLOBAL_DIM,
-                                               on_progress=advance)
+                                               on_progress=advance, global_lda=False)
     extra = extra | {"pca_dim": GLOBAL_DIM, "shrinkage": DEFAULT_SHRINKAGE,
                      "fit_skipped": dict(skipped),
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

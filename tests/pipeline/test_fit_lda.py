@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from reidctl.model import PCA, load_checkpoint, load_model
-from reidctl.pipeline.fit import LDA_DIM, LDA_FINE_WEIGHT, fit_model, identities
+from reidctl.pipeline.fit import (
+    LDA_DIM,
+    LDA_FINE_WEIGHT,
+    fit_model,
+    fit_projections,
+    identities,
+)
 
 
 def _two_directions(n_per: int = 40, classes: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +102,13 @@ def test_fit_pca_projects_stripes_by_identity(cuhk03_root: Path, tmp_path: Path)
 def test_more_identities_than_dimensions_give_f_g_a_discriminant_projection(
         cuhk03_root: Path, tmp_path: Path) -> None:
     files = _per_identity(cuhk03_root, 130, 2)
-    fit_model(load_model("osnet_x0_25"), files, tmp_path / "g.pt")
+    ex = load_model("osnet_x0_25")
+    fit_model(ex, files, tmp_path / "g.pt")
     loaded = load_checkpoint(tmp_path / "g.pt")
     assert loaded.pca.kind == "lda" and loaded.pca.out_dim == 128 and not loaded.pca.whiten
+    # what train fits on a fine-tuned network: f_g by PCA, the stripes still by identity
+    pca, stripes, _ = fit_projections(ex, files, global_lda=False)
+    assert pca.kind == "pca" and [p.kind for p in stripes] == ["lda"] * 4
     ex = load_model(tmp_path / "g.pt")
     x = torch.rand(2, 3, 256, 128, generator=torch.Generator().manual_seed(1))
     f_g, _ = ex.extract(x)

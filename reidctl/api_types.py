@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from reidctl.config import DEFAULT_URI, Connection
 from reidctl.errors import InputError
-from reidctl.types import Selection
+from reidctl.types import Selection, iso_ms, utc_ms
 
 if TYPE_CHECKING:
     from reidctl.pipeline.search import QueryResult
@@ -74,16 +74,14 @@ def epoch_ms(value: dt.datetime | str | int | None, what: str) -> int | None:
         return value
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value.strip())
+            return iso_ms(value.strip())
         except ValueError:
             raise InputError(f"{what} must be an ISO 8601 time like 2026-11-26T08:00, "
                              f"got {value!r:.80}") from None
     if not isinstance(value, dt.datetime):
         raise InputError(f"{what} must be a datetime, an ISO 8601 text or epoch milliseconds, "
                          f"got {type(value).__name__}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp() * 1000)
+    return utc_ms(value)
 
 
 def as_strings(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, fields
 
 from reidctl.errors import InputError
 
 UNKNOWN = ""  # person id / camera / source when the file name says nothing
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def utc_ms(t: dt.datetime) -> int:
+    """A datetime as epoch milliseconds, exactly (naive: UTC)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return (t - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def iso_ms(text: str) -> int:
+    """An ISO 8601 date or time (UTC when it names no zone) as epoch milliseconds: the one
+    parser of capture times and time filters (manifests, ``--after``/``--before``, the API).
+
+    Raises:
+        ValueError: not ISO 8601.
+    """
+    return utc_ms(dt.datetime.fromisoformat(text))
 
 
 @dataclass(frozen=True)

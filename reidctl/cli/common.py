@@ -36,6 +36,7 @@ from reidctl.cli.masking import (
 from reidctl.cli.progress_lines import LineProgress, progress_interval
 from reidctl.config import Connection
 from reidctl.errors import InputError, ReidctlError
+from reidctl.types import iso_ms
 
 out = SafeConsole()
 err = SafeConsole(stderr=True)
@@ -224,16 +225,11 @@ def parse_time(text: str | None, option: str) -> int | None:
     """ISO 8601 date or time (UTC when no zone is given) -> epoch milliseconds."""
     if text is None:
         return None
-    import datetime as dt
-
     try:
-        t = dt.datetime.fromisoformat(text)
+        return iso_ms(text)
     except ValueError:
         raise InputError(f"{option} must be an ISO 8601 time like 2026-11-26T08:00, "
                          f"got {text!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return int(t.timestamp() * 1000)
 
 
 def _writable(path: Path) -> bool:

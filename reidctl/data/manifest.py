@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reidctl.data.names import Labels
 from reidctl.errors import InputError
-from reidctl.types import check_label
+from reidctl.types import check_label, iso_ms
 
 COLUMNS = ("path", "camera", "person", "time", "source")
 # the columns of labels, and the stored field each one fills
@@ -41,10 +41,7 @@ def parse_time_ms(text: str) -> int:
         ValueError: not ISO 8601, or before 1970-01-01 (a stored time is never negative:
             -1 means unknown).
     """
-    t = dt.datetime.fromisoformat(text)
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    ms = (t - _EPOCH) // _MS
+    ms = iso_ms(text)
     if ms < 0:
         raise ValueError("before 1970-01-01")
     return ms

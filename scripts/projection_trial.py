@@ -73,13 +73,14 @@ def main() -> None:
     labels = identities(fit_files, 128)
     if labels is None:
         raise SystemExit(f"{a.fit}: the file names give too few identities for the trial")
-    fg, fs = d["fit_g"], d["fit_s"]
-    k = fs.shape[2]
+    fg, fs = d["fit_g"], d["fit_s"]  # (N, D_in), (N, stripes, K)
+    n_stripes, k = fs.shape[1], fs.shape[2]
     globals_ = {"pca": PCA.fit(fg, 128), "pca-w": PCA.fit(fg, 128, whiten=True, shrinkage=2.0),
                 "lda": PCA.fit_lda(fg, labels, 128, 0.1)}
-    stripes = {"white": [PCA.fit(fs[:, i], k, whiten=True, shrinkage=2.0) for i in range(4)],
-               "lda32": [PCA.fit_lda(fs[:, i], labels, 32, 0.1) for i in range(4)],
-               "lda64": [PCA.fit_lda(fs[:, i], labels, 64, 0.1) for i in range(4)]}
+    each = range(n_stripes)
+    stripes = {"white": [PCA.fit(fs[:, i], k, whiten=True, shrinkage=2.0) for i in each],
+               "lda32": [PCA.fit_lda(fs[:, i], labels, 32, 0.1) for i in each],
+               "lda64": [PCA.fit_lda(fs[:, i], labels, 64, 0.1) for i in each]}
     print(f"{protocol.description}: {len(protocol.queries)} queries, {len(protocol.gallery)} "
           f"gallery; fit on {len(fit_files)} images of {len(np.unique(labels))} identities")
     print("| f_g | f_l | coarse | " + " | ".join(f"C2F w={w:g}" for w in a.weights) + " |")
@@ -88,8 +89,9 @@ def main() -> None:
         q_g, g_g = project(gp, d["q_g"]), project(gp, d["g_g"])
         gg = torch.from_numpy(g_g)
         for sname, sp in stripes.items():
-            q_l = np.concatenate([project(p, d["q_s"][:, i]) for i, p in enumerate(sp)], 1) / 2
-            g_l = np.concatenate([project(p, d["g_s"][:, i]) for i, p in enumerate(sp)], 1) / 2
+            scale = np.sqrt(n_stripes)  # f_l as describe() makes it: unit norm overall
+            q_l = np.concatenate([project(p, d["q_s"][:, i]) for i, p in enumerate(sp)], 1) / scale
+            g_l = np.concatenate([project(p, d["g_s"][:, i]) for i, p in enumerate(sp)], 1) / scale
             rankers = [ExactCoarse(q_g, gg)]
             for w in a.weights:
                 r = ExactC2F(q_g, q_l, gg, g_l, min(a.m, len(g_g)), w)
